@@ -1,0 +1,1 @@
+"""`drctl`: the operator's command line."""

@@ -1,0 +1,1 @@
+"""Code every service shares: settings, AWS clients, event publishing, observability, state."""

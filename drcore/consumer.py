@@ -1,0 +1,135 @@
+"""Turning SQS records into typed events for a service's domain code.
+
+Every service consumes its queue the same way: an SQS batch (from EventBridge rules, or the
+service's own delayed follow-up messages), processed with Powertools batch processing so that
+only failed records are redelivered. Replayed archive events are refused here as well as by the
+rules' patterns. Malformed records fail with the reason logged; SQS moves them to the
+dead-letter queue after `max_receive_count` deliveries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import BaseModel, ValidationError
+
+from events.schemas import MODEL_BY_DETAIL_TYPE, Detail, EventEnvelope
+
+EventHandler = Callable[[Any, EventEnvelope], None]
+MessageHandler = Callable[[Any], None]
+
+
+class MalformedRecord(ValueError):
+    """A record that can never be processed: it goes to the dead-letter queue."""
+
+
+@dataclass(frozen=True)
+class _Route:
+    model: type[BaseModel]
+    handle: Callable[[Any, Any], None]
+
+
+class EventRouter:
+    """Routes each record to the function registered for its detail-type (or message kind)."""
+
+    def __init__(self, logger: Logger) -> None:
+        self._logger = logger
+        self._events: dict[str, _Route] = {}
+        self._messages: dict[str, _Route] = {}
+        self._processor = BatchProcessor(event_type=EventType.SQS)
+
+    def on(self, detail_type: str, model: type[BaseModel] | None = None) -> Callable[[Any], Any]:
+        """Register `fn(detail, envelope)` for a detail-type; the model defaults to the catalog's."""
+        chosen = model or MODEL_BY_DETAIL_TYPE[detail_type]
+
+        def register(fn: EventHandler) -> EventHandler:
+            self._events[detail_type] = _Route(chosen, fn)
+            return fn
+
+        return register
+
+    def on_message(self, kind: str, model: type[BaseModel]) -> Callable[[Any], Any]:
+        """Register `fn(message)` for a service's own follow-up message of this `kind`."""
+
+        def register(fn: MessageHandler) -> MessageHandler:
+            self._messages[kind] = _Route(model, lambda message, _unused: fn(message))
+            return fn
+
+        return register
+
+    def handle_batch(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return process_partial_response(
+            event=event, record_handler=self._record, processor=self._processor, context=context
+        )
+
+    def _record(self, record: SQSRecord) -> None:
+        try:
+            body = json.loads(record.body)
+        except json.JSONDecodeError as error:
+            self._reject(record, f"body is not JSON: {error}")
+        if not isinstance(body, dict):
+            self._reject(record, "body is not a JSON object")
+        if "detail-type" in body:
+            self._event(record, body)
+        elif "kind" in body:
+            self._message(record, body)
+        else:
+            self._reject(record, "neither an EventBridge event nor a known message")
+
+    def _event(self, record: SQSRecord, body: dict[str, Any]) -> None:
+        try:
+            envelope = EventEnvelope.model_validate(body)
+        except ValidationError as error:
+            self._reject(record, f"not an EventBridge event: {_first_error(error)}")
+        if envelope.is_replay:
+            # Replays are for audit; they must never trigger an action.
+            self._logger.warning(
+                "Refusing replayed event",
+                extra={"replay_name": envelope.replay_name, "detail_type": envelope.detail_type},
+            )
+            return
+        route = self._events.get(envelope.detail_type)
+        if route is None:
+            self._reject(record, f"no handler for detail-type {envelope.detail_type!r}")
+        try:
+            detail = route.model.model_validate(envelope.detail)
+        except ValidationError as error:
+            self._reject(
+                record, f"invalid {envelope.detail_type} detail: {_first_error(error)}"
+            )
+        if isinstance(detail, Detail):
+            self._logger.append_keys(operation_id=detail.operation_id)
+        route.handle(detail, envelope)
+
+    def _message(self, record: SQSRecord, body: dict[str, Any]) -> None:
+        route = self._messages.get(str(body["kind"]))
+        if route is None:
+            self._reject(record, f"no handler for message kind {body['kind']!r}")
+        try:
+            message = route.model.model_validate(body)
+        except ValidationError as error:
+            self._reject(record, f"invalid {body['kind']} message: {_first_error(error)}")
+        route.handle(message, None)
+
+    def _reject(self, record: SQSRecord, reason: str) -> Any:
+        self._logger.error(
+            "Malformed record",
+            extra={"reason": reason, "message_id": record.message_id, "body": record.body[:2000]},
+        )
+        raise MalformedRecord(reason)
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"]) or "(root)"
+    return f"{location}: {first['msg']} (got {first.get('input')!r})"[:500]

@@ -1,0 +1,1 @@
+"""The event contract shared by every service: see `events.schemas`."""

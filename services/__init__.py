@@ -1,0 +1,1 @@
+"""The recovery services. `services.catalog.SERVICES` lists the deployed ones."""

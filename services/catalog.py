@@ -1,0 +1,8 @@
+"""Every deployed consuming service, from its own `subscriptions.py` (imports stay light)."""
+
+from drcore.subscriptions import ServiceSpec
+from services.coordinator.subscriptions import SERVICE as COORDINATOR
+from services.discovery.subscriptions import SERVICE as DISCOVERY
+from services.drs.subscriptions import SERVICE as DRS
+
+SERVICES: tuple[ServiceSpec, ...] = (DISCOVERY, COORDINATOR, DRS)

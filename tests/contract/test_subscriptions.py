@@ -1,0 +1,92 @@
+"""Every subscription pattern matches exactly the golden events it should, and never a replay.
+
+Patterns are evaluated with moto's EventBridge pattern matcher, the one the sandbox uses.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from moto.events.models import EventPattern
+
+from drcore.subscriptions import ServiceSpec, Subscription
+from events.schemas import RESULT_SOURCES, DetailType, Strategy
+from services.catalog import SERVICES
+
+GOLDEN_DIR = Path(__file__).parents[2] / "events" / "schemas" / "golden"
+
+
+def _goldens() -> dict[str, dict[str, Any]]:
+    events = {p.name.split(".v")[0]: json.loads(p.read_text()) for p in GOLDEN_DIR.glob("*.v1.json")}
+    events["native:drs-launch-result"] = json.loads(
+        (GOLDEN_DIR / "native" / "drs-source-server-launch-result.json").read_text()
+    )
+    # Variants that must be told apart by detail conditions or by source.
+    eks_wave = copy.deepcopy(events[DetailType.WAVE_STARTED.value])
+    eks_wave["detail"]["strategy"] = Strategy.EKS_DNS.value
+    events["WaveStarted:eks-dns"] = eks_wave
+    for source in RESULT_SOURCES[1:]:
+        for kind in (DetailType.RESOURCE_RECOVERED, DetailType.RESOURCE_RECOVERY_FAILED):
+            variant = copy.deepcopy(events[kind.value])
+            variant["source"] = source.value
+            events[f"{kind.value}:{source.value}"] = variant
+    forged = copy.deepcopy(events[DetailType.OPERATION_REQUESTED.value])
+    forged["source"] = "dr.drs"  # only dr.cli may request operations
+    events["OperationRequested:forged-source"] = forged
+    return events
+
+
+GOLDEN = _goldens()
+RESULTS = {
+    f"{kind.value}:{source.value}" if source != RESULT_SOURCES[0] else kind.value
+    for kind in (DetailType.RESOURCE_RECOVERED, DetailType.RESOURCE_RECOVERY_FAILED)
+    for source in RESULT_SOURCES
+}
+
+# Rule -> the golden events it must match (and nothing else).
+EXPECTED: dict[str, set[str]] = {
+    "dr-discovery-operation-requested": {"OperationRequested"},
+    "dr-coordinator-operation-requested": {"OperationRequested"},
+    "dr-coordinator-discovery-results": {"PlanReady", "DiscoveryFailed"},
+    "dr-coordinator-resource-results": RESULTS,
+    "dr-drs-wave-started": {"WaveStarted"},
+    "dr-drs-launch-results": {"native:drs-launch-result"},
+}
+
+RULES: list[tuple[ServiceSpec, Subscription]] = [
+    (service, sub) for service in SERVICES for sub in service.subscriptions
+]
+
+
+def _matches(sub: Subscription, event: dict[str, Any]) -> bool:
+    return EventPattern.load(json.dumps(sub.pattern())).matches_event(event)
+
+
+def test_every_declared_rule_has_an_expectation() -> None:
+    assert {service.rule_name(sub) for service, sub in RULES} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r[0].rule_name(r[1]))
+def test_given_the_golden_events_then_the_rule_matches_exactly_its_own(
+    rule: tuple[ServiceSpec, Subscription],
+) -> None:
+    service, sub = rule
+    matched = {name for name, event in GOLDEN.items() if _matches(sub, event)}
+    assert matched == EXPECTED[service.rule_name(sub)]
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r[0].rule_name(r[1]))
+def test_given_a_replayed_event_then_no_rule_matches_it(rule: tuple[ServiceSpec, Subscription]) -> None:
+    _, sub = rule
+    for name, event in GOLDEN.items():
+        replayed = event | {"replay-name": "audit-replay-1"}
+        assert not _matches(sub, replayed), f"{name} matched while replayed"
+
+
+def test_patterns_fit_eventbridge_limits() -> None:
+    for service, sub in RULES:
+        assert len(json.dumps(sub.pattern())) <= 2048, service.rule_name(sub)
