@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 ESTATE ?= examples/estates/demo.yaml
 
-.PHONY: setup demo test test-slow lint bench synth clean
+.PHONY: setup demo test test-slow lint clean
 
 setup: $(STAMP)
 
@@ -29,9 +29,6 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
-
-bench: setup
-	$(BIN)/python -m pytest -m bench -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -42,7 +42,10 @@ class Context:
             endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or SANDBOX_URL
             os.environ["AWS_ENDPOINT_URL"] = endpoint_url
             # The sandbox accepts any credentials; never let real ones leave the machine.
-            for key, value in (("AWS_ACCESS_KEY_ID", "sandbox"), ("AWS_SECRET_ACCESS_KEY", "sandbox")):
+            for key, value in (
+                ("AWS_ACCESS_KEY_ID", "sandbox"),
+                ("AWS_SECRET_ACCESS_KEY", "sandbox"),
+            ):
                 os.environ[key] = value
             os.environ.pop("AWS_SESSION_TOKEN", None)
             os.environ.pop("AWS_PROFILE", None)
@@ -63,7 +66,8 @@ class Context:
         return (
             boto3.Session(region_name=self.settings.orchestration_region)
             .resource(
-                "dynamodb", config=Config(user_agent_extra=USER_AGENT_EXTRA, retries={"mode": "standard"})
+                "dynamodb",
+                config=Config(user_agent_extra=USER_AGENT_EXTRA, retries={"mode": "standard"}),
             )
             .Table(self.settings.operations_table)
         )

@@ -19,9 +19,9 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from drcore.state import OperationView, read_operation
 from events.schemas import OperationRequested, OperationType, Source
 
+from . import demo as _demo  # noqa: F401  (registers `drctl sandbox demo`)
 from . import render
 from .context import Context, Target, UsageError
-from . import demo as _demo  # noqa: F401  (registers `drctl sandbox demo`)
 from .sandbox_cmd import sandbox_app
 
 app = typer.Typer(
@@ -41,7 +41,9 @@ class Output(StrEnum):
 OutputOption = Annotated[
     Output, typer.Option("--output", "-o", help="text for people, json for scripts")
 ]
-CustomerOption = Annotated[str, typer.Option("--customer", "-c", help="Customer name (tag Customer)")]
+CustomerOption = Annotated[
+    str, typer.Option("--customer", "-c", help="Customer name (tag Customer)")
+]
 EnvironmentOption = Annotated[
     str, typer.Option("--environment", "-e", help="Environment name (tag Environment)")
 ]
@@ -90,7 +92,9 @@ def plan(
     ctx: typer.Context,
     customer: CustomerOption,
     environment: EnvironmentOption,
-    operation: Annotated[OperationType, typer.Option(help="Operation to plan")] = OperationType.FAILOVER,
+    operation: Annotated[
+        OperationType, typer.Option(help="Operation to plan")
+    ] = OperationType.FAILOVER,
     output: OutputOption = Output.TEXT,
 ) -> None:
     """Preview an operation: waves, resources, warnings and expected RTO. Starts nothing."""
@@ -100,7 +104,9 @@ def plan(
         from services.discovery.app import UnknownScope, build_plan_for
 
         try:
-            return build_plan_for(customer, environment, operation, context.clients, context.settings)
+            return build_plan_for(
+                customer, environment, operation, context.clients, context.settings
+            )
         except UnknownScope as error:
             raise UsageError(str(error)) from error
 
@@ -212,7 +218,10 @@ def list_operations(
     _guard(context, lambda: context.resolve_scope(customer, environment))
     items = _guard(context, lambda: query(context.table(), customer, environment, limit))
     rows = [
-        {k: item.get(k) for k in ("operation_id", "operation", "state", "created_at", "requested_by")}
+        {
+            k: item.get(k)
+            for k in ("operation_id", "operation", "state", "created_at", "requested_by")
+        }
         for item in items
     ]
     if output is Output.JSON:
@@ -223,8 +232,11 @@ def list_operations(
     table = Table("Operation", "Type", "State", "Created", "Requested by")
     for row in rows:
         table.add_row(
-            row["operation_id"], row["operation"], render.styled(row["state"]),
-            str(row["created_at"]), str(row["requested_by"]),
+            row["operation_id"],
+            row["operation"],
+            render.styled(row["state"]),
+            str(row["created_at"]),
+            str(row["requested_by"]),
         )
     render.console.print(table)
 

@@ -9,7 +9,14 @@ from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from drcore.plan import Plan
@@ -75,7 +82,9 @@ def print_plan(plan: Plan) -> None:
     if plan.warnings:
         warnings = Table("Code", "Resource", "Message", title=f"{len(plan.warnings)} warning(s)")
         for warning in plan.warnings:
-            warnings.add_row(f"[yellow]{warning.code}[/yellow]", warning.resource_id, warning.message)
+            warnings.add_row(
+                f"[yellow]{warning.code}[/yellow]", warning.resource_id, warning.message
+            )
         console.print(warnings)
 
 
@@ -100,7 +109,9 @@ def print_status(view: OperationView) -> None:
     if failed:
         table = Table("Resource", "Wave", "Code", "Error", title="Failed resources")
         for resource in failed:
-            table.add_row(resource.name, str(resource.wave), resource.error_code or "", resource.error or "")
+            table.add_row(
+                resource.name, str(resource.wave), resource.error_code or "", resource.error or ""
+            )
         console.print(table)
 
 
@@ -118,9 +129,9 @@ def watch(
     deadline = None if timeout is None else time.monotonic() + timeout
     if not live:
         while True:
-            view = read()
-            if (view is not None and view.terminal) or _expired(deadline):
-                return view
+            latest = read()
+            if (latest is not None and latest.terminal) or _expired(deadline):
+                return latest
             time.sleep(interval)
     tasks: dict[int, TaskID] = {}
     view: OperationView | None = None

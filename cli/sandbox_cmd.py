@@ -17,7 +17,9 @@ import typer
 
 from . import render
 
-sandbox_app = typer.Typer(help="Run the local AWS sandbox and seed estates into it.", no_args_is_help=True)
+sandbox_app = typer.Typer(
+    help="Run the local AWS sandbox and seed estates into it.", no_args_is_help=True
+)
 
 STATE_DIR = Path(os.environ.get("DRCTL_STATE_DIR", Path.home() / ".cache" / "drctl"))
 START_TIMEOUT = 60.0
@@ -126,15 +128,19 @@ def down(port: PortOption = 4566) -> None:
 
 
 @sandbox_app.command(name="status")
-def sandbox_status(port: PortOption = 4566, output: Annotated[str, typer.Option("--output", "-o")] = "text") -> None:
+def sandbox_status(
+    port: PortOption = 4566, output: Annotated[str, typer.Option("--output", "-o")] = "text"
+) -> None:
     """Is the sandbox running, and how many AWS calls has it served."""
     running = is_running(port)
     stats = admin(port, "/_sandbox/stats") if running else None
     if output == "json":
         render.print_json({"running": running, "url": _url(port), "stats": stats})
         return
-    if not running:
-        render.console.print(f"Sandbox is not running at {_url(port)}; start it with `drctl sandbox up`")
+    if not running or stats is None:
+        render.console.print(
+            f"Sandbox is not running at {_url(port)}; start it with `drctl sandbox up`"
+        )
         raise typer.Exit(1)
     render.console.print(f"Sandbox running at {_url(port)}: {stats['total']} AWS calls served")
 

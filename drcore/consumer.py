@@ -3,8 +3,12 @@
 Every service consumes its queue the same way: an SQS batch (from EventBridge rules, or the
 service's own delayed follow-up messages), processed with Powertools batch processing so that
 only failed records are redelivered. Replayed archive events are refused here as well as by the
-rules' patterns. Malformed records fail with the reason logged; SQS moves them to the
-dead-letter queue after `max_receive_count` deliveries.
+rules' patterns.
+
+A malformed record can never succeed, so it is not retried: it is sent straight to the service's
+dead-letter queue with the reason as a message attribute (and logged). If that send fails, the
+record fails instead and SQS's redrive policy moves it there after `max_receive_count`
+deliveries. Errors in the domain code fail only their record, which SQS redelivers.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import (
@@ -27,6 +31,40 @@ from events.schemas import MODEL_BY_DETAIL_TYPE, Detail, EventEnvelope
 
 EventHandler = Callable[[Any, EventEnvelope], None]
 MessageHandler = Callable[[Any], None]
+DeadLetter = Callable[[SQSRecord, str], bool]
+DLQ_SUFFIX = "-dlq"
+
+
+class SqsDeadLetter:
+    """Sends a record to `<queue>-dlq` (the naming of `ServiceSpec.dlq_name`) with its reason."""
+
+    def __init__(self) -> None:
+        self._urls: dict[str, str] = {}
+        self._client: Any = None
+
+    def __call__(self, record: SQSRecord, reason: str) -> bool:
+        import boto3
+
+        try:
+            _, _, _, region, account, name = record.event_source_arn.split(":", 5)
+            if self._client is None:
+                self._client = boto3.client("sqs", region_name=region)
+            key = f"{account}:{name}"
+            if key not in self._urls:
+                self._urls[key] = self._client.get_queue_url(
+                    QueueName=name + DLQ_SUFFIX, QueueOwnerAWSAccountId=account
+                )["QueueUrl"]
+            self._client.send_message(
+                QueueUrl=self._urls[key],
+                MessageBody=record.body,
+                MessageAttributes={
+                    "reason": {"DataType": "String", "StringValue": reason[:1000]},
+                    "source_queue": {"DataType": "String", "StringValue": name},
+                },
+            )
+            return True
+        except Exception:  # fall back to SQS's own redrive
+            return False
 
 
 class MalformedRecord(ValueError):
@@ -42,14 +80,14 @@ class _Route:
 class EventRouter:
     """Routes each record to the function registered for its detail-type (or message kind)."""
 
-    def __init__(self, logger: Logger) -> None:
+    def __init__(self, logger: Logger, dead_letter: DeadLetter | None = None) -> None:
         self._logger = logger
+        self._dead_letter: DeadLetter | None = dead_letter or SqsDeadLetter()
         self._events: dict[str, _Route] = {}
         self._messages: dict[str, _Route] = {}
-        self._processor = BatchProcessor(event_type=EventType.SQS)
 
     def on(self, detail_type: str, model: type[BaseModel] | None = None) -> Callable[[Any], Any]:
-        """Register `fn(detail, envelope)` for a detail-type; the model defaults to the catalog's."""
+        """Register `fn(detail, envelope)` for a detail-type (model: the catalog's by default)."""
         chosen = model or MODEL_BY_DETAIL_TYPE[detail_type]
 
         def register(fn: EventHandler) -> EventHandler:
@@ -68,11 +106,29 @@ class EventRouter:
         return register
 
     def handle_batch(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return process_partial_response(
-            event=event, record_handler=self._record, processor=self._processor, context=context
+        # One processor per batch: it holds per-batch state, and workers may run concurrently.
+        response = process_partial_response(
+            event=event,
+            record_handler=self._record,
+            processor=BatchProcessor(event_type=EventType.SQS),
+            context=context,
         )
+        return dict(response)
+
+    def without_dead_letter(self) -> EventRouter:
+        """Malformed records fail (and are redelivered) instead of going to the DLQ at once."""
+        self._dead_letter = None
+        return self
 
     def _record(self, record: SQSRecord) -> None:
+        try:
+            self._dispatch(record)
+        except _Rejected as rejected:
+            if self._dead_letter is not None and self._dead_letter(record, rejected.reason):
+                return
+            raise MalformedRecord(rejected.reason) from None
+
+    def _dispatch(self, record: SQSRecord) -> None:
         try:
             body = json.loads(record.body)
         except json.JSONDecodeError as error:
@@ -104,9 +160,7 @@ class EventRouter:
         try:
             detail = route.model.model_validate(envelope.detail)
         except ValidationError as error:
-            self._reject(
-                record, f"invalid {envelope.detail_type} detail: {_first_error(error)}"
-            )
+            self._reject(record, f"invalid {envelope.detail_type} detail: {_first_error(error)}")
         if isinstance(detail, Detail):
             self._logger.append_keys(operation_id=detail.operation_id)
         route.handle(detail, envelope)
@@ -121,12 +175,18 @@ class EventRouter:
             self._reject(record, f"invalid {body['kind']} message: {_first_error(error)}")
         route.handle(message, None)
 
-    def _reject(self, record: SQSRecord, reason: str) -> Any:
+    def _reject(self, record: SQSRecord, reason: str) -> NoReturn:
         self._logger.error(
             "Malformed record",
             extra={"reason": reason, "message_id": record.message_id, "body": record.body[:2000]},
         )
-        raise MalformedRecord(reason)
+        raise _Rejected(reason)
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _first_error(error: ValidationError) -> str:

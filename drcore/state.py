@@ -18,7 +18,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
 from pydantic import BaseModel, ConfigDict
 
 from .plan import Plan
@@ -99,9 +98,12 @@ class PlanStore:
         return op_pk(operation_id)
 
     def get(self, operation_id: str) -> Plan | None:
+        from boto3.dynamodb.conditions import Key
+
         items = _query_all(
             self._table,
-            KeyConditionExpression=Key("pk").eq(op_pk(operation_id)) & Key("sk").begins_with("PLAN#"),
+            KeyConditionExpression=Key("pk").eq(op_pk(operation_id))
+            & Key("sk").begins_with("PLAN#"),
             ConsistentRead=True,
         )
         if not items or len(items) != int(items[0]["chunks"]):
@@ -168,6 +170,8 @@ class OperationView(BaseModel):
 
 def read_operation(table: Any, operation_id: str) -> OperationView | None:
     """The operation with its waves and resources, or None when unknown."""
+    from boto3.dynamodb.conditions import Key
+
     items = _query_all(
         table, KeyConditionExpression=Key("pk").eq(op_pk(operation_id)), ConsistentRead=True
     )
@@ -179,7 +183,9 @@ def read_operation(table: Any, operation_id: str) -> OperationView | None:
         for i in items
         if i["sk"].startswith("WAVE#")
     ]
-    resources = [ResourceView.model_validate(_plain(i)) for i in items if i["sk"].startswith("RES#")]
+    resources = [
+        ResourceView.model_validate(_plain(i)) for i in items if i["sk"].startswith("RES#")
+    ]
     return OperationView.model_validate(
         _plain(meta)
         | {
@@ -189,7 +195,11 @@ def read_operation(table: Any, operation_id: str) -> OperationView | None:
     )
 
 
-def list_operations(table: Any, customer: str, environment: str, limit: int = 20) -> list[dict[str, Any]]:
+def list_operations(
+    table: Any, customer: str, environment: str, limit: int = 20
+) -> list[dict[str, Any]]:
+    from boto3.dynamodb.conditions import Key
+
     response = table.query(
         IndexName="by-scope",
         KeyConditionExpression=Key("scope").eq(scope(customer, environment)),

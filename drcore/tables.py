@@ -62,12 +62,18 @@ def create_table(dynamodb_client: object, spec: TableSpec, name: str) -> None:
             attributes.add(index.sort_key)
             index_keys.append({"AttributeName": index.sort_key, "KeyType": "RANGE"})
         indexes.append(
-            {"IndexName": index.name, "KeySchema": index_keys, "Projection": {"ProjectionType": "ALL"}}
+            {
+                "IndexName": index.name,
+                "KeySchema": index_keys,
+                "Projection": {"ProjectionType": "ALL"},
+            }
         )
     kwargs: dict[str, object] = {
         "TableName": name,
         "KeySchema": keys,
-        "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)],
+        "AttributeDefinitions": [
+            {"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)
+        ],
         "BillingMode": "PAY_PER_REQUEST",
     }
     if indexes:

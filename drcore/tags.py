@@ -31,6 +31,7 @@ JOB_WAVE = "dr:wave"
 JOB_CUSTOMER = "dr:customer"
 JOB_ENVIRONMENT = "dr:environment"
 JOB_OPERATION = "dr:operation"
+JOB_ATTEMPT = "dr:attempt"
 
 REQUIRED_DR_TAGS = (PRIORITY, WAVE, STRATEGY, RTO_TARGET, RPO_TARGET)
 MAX_WAVE = 100
@@ -70,7 +71,9 @@ def parse_dr_tags(tags: dict[str, str]) -> DrTags | list[TagProblem]:
             TagProblem("NOT_ENABLED", ENABLED, f"{ENABLED} is {tags.get(ENABLED)!r}, not 'true'")
         )
     missing = [key for key in REQUIRED_DR_TAGS if not tags.get(key, "").strip()]
-    problems += [TagProblem("MISSING_TAG", key, f"required tag {key} is missing") for key in missing]
+    problems += [
+        TagProblem("MISSING_TAG", key, f"required tag {key} is missing") for key in missing
+    ]
 
     priority: Priority | None = None
     if PRIORITY not in missing:
@@ -80,7 +83,9 @@ def parse_dr_tags(tags: dict[str, str]) -> DrTags | list[TagProblem]:
             allowed = ", ".join(p.value for p in Priority)
             problems.append(
                 TagProblem(
-                    "INVALID_TAG", PRIORITY, f"{PRIORITY}={tags[PRIORITY]!r} is not one of {allowed}"
+                    "INVALID_TAG",
+                    PRIORITY,
+                    f"{PRIORITY}={tags[PRIORITY]!r} is not one of {allowed}",
                 )
             )
     strategy: Strategy | None = None
@@ -91,11 +96,17 @@ def parse_dr_tags(tags: dict[str, str]) -> DrTags | list[TagProblem]:
             allowed = ", ".join(s.value for s in Strategy)
             problems.append(
                 TagProblem(
-                    "INVALID_TAG", STRATEGY, f"{STRATEGY}={tags[STRATEGY]!r} is not one of {allowed}"
+                    "INVALID_TAG",
+                    STRATEGY,
+                    f"{STRATEGY}={tags[STRATEGY]!r} is not one of {allowed}",
                 )
             )
     numbers: dict[str, int] = {}
-    for key, upper in ((WAVE, MAX_WAVE), (RTO_TARGET, MAX_TARGET_MINUTES), (RPO_TARGET, MAX_TARGET_MINUTES)):
+    for key, upper in (
+        (WAVE, MAX_WAVE),
+        (RTO_TARGET, MAX_TARGET_MINUTES),
+        (RPO_TARGET, MAX_TARGET_MINUTES),
+    ):
         if key in missing:
             continue
         parsed = _positive_int(tags, key, upper)

@@ -33,7 +33,9 @@ class Sandbox:
         return self.endpoint.url
 
     @classmethod
-    def start(cls, host: str = "127.0.0.1", port: int = 4566, workers_per_service: int = 2) -> Sandbox:
+    def start(
+        cls, host: str = "127.0.0.1", port: int = 4566, workers_per_service: int = 2
+    ) -> Sandbox:
         endpoint = SandboxEndpoint()
         url = endpoint.start(host=host, port=port)
         # Handlers run in this process and find the endpoint through ordinary configuration.
@@ -44,7 +46,9 @@ class Sandbox:
         os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DrOrchestrator")
         settings = Settings()
         deployed = build_orchestration(url, settings, SERVICES)
-        runtime = Runtime(url, settings, SERVICES, deployed, workers_per_service=workers_per_service)
+        runtime = Runtime(
+            url, settings, SERVICES, deployed, workers_per_service=workers_per_service
+        )
         runtime.start()
         return cls(endpoint, runtime, deployed, settings)
 

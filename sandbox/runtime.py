@@ -34,7 +34,14 @@ ARCHIVE_NAME = "dr-orchestration-archive"
 ARCHIVE_RETENTION_DAYS = 0  # 0 = indefinitely (the CDK app sets years)
 FORWARD_RULE_NAME = "dr-forward-native-events"
 NATIVE_SOURCES = (Source.AWS_DRS, Source.AWS_SSM)
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
+# Lambda's own SQS polling is not an AWS call the orchestration makes: the endpoint counts the
+# runtime's calls apart (by this user-agent marker).
+CALLER_RUNTIME = "dr-runtime"
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 5},
+    max_pool_connections=32,
+    user_agent_extra=CALLER_RUNTIME,
+)
 
 
 @dataclass
@@ -92,9 +99,10 @@ def build_orchestration(
             create_table(dynamodb, spec, name)
 
     buses = {b["Name"]: b["Arn"] for b in events.list_event_buses()["EventBuses"]}
-    bus_arn = buses.get(settings.bus_name) or events.create_event_bus(Name=settings.bus_name)[
-        "EventBusArn"
-    ]
+    bus_arn = (
+        buses.get(settings.bus_name)
+        or events.create_event_bus(Name=settings.bus_name)["EventBusArn"]
+    )
     archives = {a["ArchiveName"]: a for a in events.list_archives()["Archives"]}
     if ARCHIVE_NAME in archives:
         archive_arn = events.describe_archive(ArchiveName=ARCHIVE_NAME)["ArchiveArn"]
@@ -172,7 +180,9 @@ def connect_workload_account(
             EventPattern=json.dumps({"source": [s.value for s in NATIVE_SOURCES]}),
             State="ENABLED",
         )
-        events.put_targets(Rule=FORWARD_RULE_NAME, Targets=[{"Id": "orchestration-bus", "Arn": bus_arn}])
+        events.put_targets(
+            Rule=FORWARD_RULE_NAME, Targets=[{"Id": "orchestration-bus", "Arn": bus_arn}]
+        )
 
 
 # --- running handlers ----------------------------------------------------------------------

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+import aws_xray_sdk.core  # noqa: F401  (opens a UDP socket on import: before sockets are blocked)
 import boto3
 import pytest
 
@@ -56,7 +57,7 @@ def moto_aws() -> Iterator[None]:
 
 @pytest.fixture
 def tables(moto_aws: None, settings: Settings) -> dict[str, Any]:
-    """The declared DynamoDB tables, created in moto; returns boto3 Table resources by logical name."""
+    """The declared DynamoDB tables in moto, as boto3 Table resources by logical name."""
     client = boto3.client("dynamodb", region_name=settings.orchestration_region)
     resource = boto3.resource("dynamodb", region_name=settings.orchestration_region)
     out: dict[str, Any] = {}

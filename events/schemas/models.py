@@ -46,7 +46,8 @@ class Detail(BaseModel):
 
     schema_version: str = "1"
     operation_id: str = Field(pattern=OPERATION_ID_PATTERN)
-    customer: str = Field(pattern=NAME_PATTERN)
+    # `*` stands for every customer of a region (regional outage operations).
+    customer: str = Field(pattern=rf"{NAME_PATTERN}|^\{ALL_CUSTOMERS}$")
     environment: str = Field(pattern=NAME_PATTERN)
     operation: OperationType
     occurred_at: AwareDatetime = Field(default_factory=utc_now)
@@ -71,7 +72,6 @@ class OperationRequested(Detail):
     DETAIL_TYPE = DetailType.OPERATION_REQUESTED
     SOURCES = (Source.CLI,)
 
-    customer: str = Field(pattern=rf"{NAME_PATTERN}|^\{ALL_CUSTOMERS}$")
     requested_by: str = Field(min_length=1, max_length=256)
     region_map: dict[str, str] = Field(
         default_factory=dict, description="primary region -> DR region; empty: the registry's"
@@ -359,6 +359,16 @@ class EventEnvelope(BaseModel):
     @property
     def is_replay(self) -> bool:
         return self.replay_name is not None
+
+    def origin(self) -> tuple[str, str]:
+        """(account, region) of the resource the event is about: its first resource ARN, else
+        the envelope's fields. The ARN survives forwarding between buses and accounts; the
+        envelope fields may be rewritten by an intermediary."""
+        if self.resources:
+            parts = self.resources[0].split(":")
+            if len(parts) > 5 and parts[3] and parts[4]:
+                return parts[4], parts[3]
+        return self.account, self.region
 
 
 ResultKind = Literal["recovered", "failed"]

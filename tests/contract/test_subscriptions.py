@@ -21,7 +21,9 @@ GOLDEN_DIR = Path(__file__).parents[2] / "events" / "schemas" / "golden"
 
 
 def _goldens() -> dict[str, dict[str, Any]]:
-    events = {p.name.split(".v")[0]: json.loads(p.read_text()) for p in GOLDEN_DIR.glob("*.v1.json")}
+    events = {
+        p.name.split(".v")[0]: json.loads(p.read_text()) for p in GOLDEN_DIR.glob("*.v1.json")
+    }
     events["native:drs-launch-result"] = json.loads(
         (GOLDEN_DIR / "native" / "drs-source-server-launch-result.json").read_text()
     )
@@ -63,7 +65,7 @@ RULES: list[tuple[ServiceSpec, Subscription]] = [
 
 
 def _matches(sub: Subscription, event: dict[str, Any]) -> bool:
-    return EventPattern.load(json.dumps(sub.pattern())).matches_event(event)
+    return EventPattern.load(json.dumps(sub.pattern())).matches_event(event)  # type: ignore[arg-type]
 
 
 def test_every_declared_rule_has_an_expectation() -> None:
@@ -80,7 +82,9 @@ def test_given_the_golden_events_then_the_rule_matches_exactly_its_own(
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r[0].rule_name(r[1]))
-def test_given_a_replayed_event_then_no_rule_matches_it(rule: tuple[ServiceSpec, Subscription]) -> None:
+def test_given_a_replayed_event_then_no_rule_matches_it(
+    rule: tuple[ServiceSpec, Subscription],
+) -> None:
     _, sub = rule
     for name, event in GOLDEN.items():
         replayed = event | {"replay-name": "audit-replay-1"}

@@ -34,9 +34,17 @@ class Check(BaseModel):
     job_id: str
 
 
-def build() -> tuple[EventRouter, list[Any]]:
+def build(dead_letters: list[tuple[str, str]] | None = None) -> tuple[EventRouter, list[Any]]:
     seen: list[Any] = []
-    router = EventRouter(Logger(service="test"))
+    if dead_letters is None:
+        router = EventRouter(Logger(service="test")).without_dead_letter()
+    else:
+
+        def dead_letter(rec: Any, reason: str) -> bool:
+            dead_letters.append((rec.message_id, reason))
+            return True
+
+        router = EventRouter(Logger(service="test"), dead_letter=dead_letter)
 
     @router.on(DetailType.PLAN_READY)
     def _plan(detail: PlanReady, envelope: Any) -> None:
@@ -76,3 +84,28 @@ def test_given_a_replayed_event_then_no_handler_runs_and_the_record_is_consumed(
     response = router.handle_batch({"Records": [record(replayed, "r-1")]}, None)
     assert response["batchItemFailures"] == []
     assert seen == []
+
+
+def test_given_a_malformed_record_and_a_dead_letter_queue_then_it_goes_there_with_its_reason() -> (
+    None
+):
+    dead: list[tuple[str, str]] = []
+    router, seen = build(dead)
+    plan_ready = json.loads((GOLDEN / "PlanReady.v1.json").read_text())
+    broken = plan_ready | {"detail": plan_ready["detail"] | {"wave_count": "many"}}
+    response = router.handle_batch({"Records": [record(broken, "bad-detail")]}, None)
+    assert response["batchItemFailures"] == []
+    assert dead == [("bad-detail", dead[0][1])]
+    assert "wave_count" in dead[0][1] and "'many'" in dead[0][1]
+    assert seen == []
+
+
+def test_given_a_native_event_then_its_origin_comes_from_the_resource_arn() -> None:
+    from events.schemas import EventEnvelope
+
+    native = json.loads((GOLDEN / "native" / "drs-source-server-launch-result.json").read_text())
+    assert EventEnvelope.model_validate(native).origin() == ("111111111111", "us-east-2")
+    stripped = {k: v for k, v in native.items() if k not in ("account", "region")}
+    assert EventEnvelope.model_validate(stripped).origin() == ("111111111111", "us-east-2")
+    forwarded = native | {"account": "123456789012"}  # rewritten by the receiving bus
+    assert EventEnvelope.model_validate(forwarded).origin() == ("111111111111", "us-east-2")

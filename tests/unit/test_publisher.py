@@ -13,10 +13,19 @@ from drcore.publisher import (
     Outgoing,
     PublishFailed,
 )
-from events.schemas import OperationFailed, OperationType, ResourceRef, Source, WaveStarted
+from events.schemas import (
+    OperationFailed,
+    OperationType,
+    ResourceRef,
+    Source,
+    Strategy,
+    WaveStarted,
+)
 
-COMMON = dict(
-    operation_id="op-test-000001", customer="acme", environment="production",
+COMMON: dict[str, Any] = dict(
+    operation_id="op-test-000001",
+    customer="acme",
+    environment="production",
     operation=OperationType.FAILOVER,
 )
 
@@ -32,13 +41,14 @@ class FakeEvents:
         self.calls: list[list[dict[str, Any]]] = []
         self._fail_plan = fail_plan or []
 
-    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
         assert 1 <= len(Entries) <= MAX_ENTRIES_PER_CALL
         call = len(self.calls)
         self.calls.append(Entries)
         failing = self._fail_plan[call] if call < len(self._fail_plan) else set()
         results = [
-            {"ErrorCode": "ThrottlingException", "ErrorMessage": "slow down"} if i in failing
+            {"ErrorCode": "ThrottlingException", "ErrorMessage": "slow down"}
+            if i in failing
             else {"EventId": f"e-{call}-{i}"}
             for i in range(len(Entries))
         ]
@@ -52,7 +62,11 @@ def test_given_25_events_when_published_then_three_calls_of_at_most_ten() -> Non
     )
     assert calls == 3
     assert [len(c) for c in fake.calls] == [10, 10, 5]
-    assert all(e["EventBusName"] == "bus" and e["Source"] == "dr.coordinator" for c in fake.calls for e in c)
+    assert all(
+        e["EventBusName"] == "bus" and e["Source"] == "dr.coordinator"
+        for c in fake.calls
+        for e in c
+    )
 
 
 def test_given_partial_failure_when_published_then_only_failed_entries_are_resent() -> None:
@@ -72,12 +86,18 @@ def test_given_persistent_failure_then_publish_failed_names_the_error_code() -> 
 
 
 def test_given_an_oversized_event_then_it_is_refused_before_any_call() -> None:
-    ref = dict(
-        arn="arn:aws:ec2:us-east-1:111111111111:instance/i-1", account="111111111111",
-        region="us-east-1", dr_region="us-east-2", rto_target_minutes=15, rpo_target_minutes=15,
+    ref: dict[str, Any] = dict(
+        arn="arn:aws:ec2:us-east-1:111111111111:instance/i-1",
+        account="111111111111",
+        region="us-east-1",
+        dr_region="us-east-2",
+        rto_target_minutes=15,
+        rpo_target_minutes=15,
     )
     resources = [ResourceRef(resource_id=f"i-{n:017x}", name="x" * 200, **ref) for n in range(1200)]
-    huge = WaveStarted(**COMMON, wave=1, strategy="drs", part=1, part_count=1, resources=resources)
+    huge = WaveStarted(
+        **COMMON, wave=1, strategy=Strategy.DRS, part=1, part_count=1, resources=resources
+    )
     fake = FakeEvents()
     with pytest.raises(EventTooLarge, match="split it or store it"):
         EventPublisher(fake, "bus").publish(Source.COORDINATOR, [huge])
@@ -85,5 +105,5 @@ def test_given_an_oversized_event_then_it_is_refused_before_any_call() -> None:
 
 
 def test_given_a_source_not_allowed_for_the_event_then_it_is_refused() -> None:
-    with pytest.raises(ValueError, match="may not be published by dr.drs"):
+    with pytest.raises(ValueError, match=r"may not be published by dr\.drs"):
         EventPublisher(FakeEvents(), "bus").publish_many([Outgoing(Source.DRS, failed(0))])

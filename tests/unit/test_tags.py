@@ -4,22 +4,33 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drcore.tags import DrTags, TagProblem, parse_dr_tags
+from events.schemas import Priority, Strategy
 
 GOOD = {
-    "dr:enabled": "true", "dr:priority": "critical", "dr:wave": "1",
-    "dr:recovery-strategy": "drs", "dr:rto-target": "15", "dr:rpo-target": "15",
+    "dr:enabled": "true",
+    "dr:priority": "critical",
+    "dr:wave": "1",
+    "dr:recovery-strategy": "drs",
+    "dr:rto-target": "15",
+    "dr:rpo-target": "15",
 }
 
 
 def test_given_complete_tags_then_they_parse() -> None:
     parsed = parse_dr_tags(GOOD)
     assert parsed == DrTags(
-        priority="critical", wave=1, strategy="drs", rto_target_minutes=15, rpo_target_minutes=15
+        priority=Priority.CRITICAL,
+        wave=1,
+        strategy=Strategy.DRS,
+        rto_target_minutes=15,
+        rpo_target_minutes=15,
     )
 
 
 def test_given_several_bad_tags_then_every_problem_is_named() -> None:
-    problems = parse_dr_tags(GOOD | {"dr:wave": "zero", "dr:priority": "urgent"} | {"dr:rpo-target": ""})
+    problems = parse_dr_tags(
+        GOOD | {"dr:wave": "zero", "dr:priority": "urgent"} | {"dr:rpo-target": ""}
+    )
     assert isinstance(problems, list)
     by_tag = {p.tag: p for p in problems}
     assert set(by_tag) == {"dr:wave", "dr:priority", "dr:rpo-target"}
@@ -30,7 +41,9 @@ def test_given_several_bad_tags_then_every_problem_is_named() -> None:
 
 def test_given_dr_disabled_then_not_enabled_is_reported() -> None:
     problems = parse_dr_tags(GOOD | {"dr:enabled": "false"})
-    assert problems == [TagProblem("NOT_ENABLED", "dr:enabled", "dr:enabled is 'false', not 'true'")]
+    assert problems == [
+        TagProblem("NOT_ENABLED", "dr:enabled", "dr:enabled is 'false', not 'true'")
+    ]
 
 
 @given(st.dictionaries(st.sampled_from(sorted(GOOD)), st.text(max_size=6)))

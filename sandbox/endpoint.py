@@ -1,0 +1,409 @@
+"""The sandbox's one local AWS endpoint (default http://127.0.0.1:4566).
+
+A WSGI router reads the signing service and region from each request's SigV4 credential scope
+(`Authorization: AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-2/drs/aws4_request, ...`) and
+hands `drs` and `resource-explorer-2` to the project's emulators, everything else to moto's
+server-mode application. boto3 and the AWS CLI need nothing but `AWS_ENDPOINT_URL` (or
+`endpoint_url=`) and any dummy credentials.
+
+Accounts are resolved exactly as moto resolves them (`MOTO_ACCOUNT_ID`, then the
+`x-moto-account-id` header, then the access key through `moto.iam.models.get_account_id_from`,
+which maps the access key of STS AssumeRole credentials to the role's account and any other key to
+123456789012), so the emulators and moto agree on who is calling.
+
+Every AWS call is counted by (signing service, operation). Admin paths under `/_sandbox/`:
+
+    GET  /_sandbox/health                 {"status": "ok"}
+    GET  /_sandbox/stats                  {"total": N, "calls": {"drs": {"StartRecovery": 2}}}
+    POST /_sandbox/stats/reset
+    GET  /_sandbox/config                 the current knobs
+    POST /_sandbox/config                 partial update of the knobs (400 names the bad key)
+    POST /_sandbox/drs/source-servers     {"account", "region", "source_servers": [...]}
+    POST /_sandbox/reset                  clears moto and the emulators
+
+Run it with `python -m sandbox.endpoint --port 4566` (foreground until SIGTERM/SIGINT) or
+in-process with `SandboxEndpoint().start(port=0)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import io
+import json
+import logging
+import os
+import re
+import signal
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+import botocore.session
+from pydantic import ValidationError
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.test import Client
+from werkzeug.wrappers import Request, Response
+
+from .emulators import Caller, ConfigError, Knobs, describe_validation_error
+from .emulators.drs import DrsEmulator, SourceServersRequest
+from .emulators.resource_explorer import ResourceExplorerEmulator
+from .emulators.validation import RestJsonEmulator, UriMatcher
+
+log = logging.getLogger("sandbox.endpoint")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 4566
+ADMIN_PREFIX = "/_sandbox/"
+UNSIGNED = "unsigned"
+
+_SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
+# moto's own pattern for the access key in an Authorization header (BaseResponse).
+_ACCESS_KEY = re.compile(r"AWS.*(?P<access_key>(?<![A-Z0-9])[A-Z0-9]{20}(?![A-Z0-9]))[:/]")
+# Signing names that are not the botocore service name (for naming rest-protocol operations).
+_MODEL_ALIASES = {
+    "elasticfilesystem": "efs",
+    "eventbridge": "events",
+    "states": "stepfunctions",
+    "execute-api": "apigateway",
+    "monitoring": "cloudwatch",
+    "email": "ses",
+}
+
+StartResponse = Callable[..., Any]
+
+
+def signing_scope(environ: dict[str, Any]) -> tuple[str, str] | None:
+    """(service, region) from the SigV4 credential scope (header or presigned query)."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    found = _SCOPE.search(auth)
+    if found is None:
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        credential = (query.get("X-Amz-Credential") or [""])[0]
+        found = _SCOPE.search(f"Credential={credential}") if credential else None
+    if found is None:
+        return None
+    return found.group(3).lower(), found.group(2)
+
+
+def resolve_account(environ: dict[str, Any]) -> tuple[str, str]:
+    """(account, access key) exactly as moto resolves them for the same request."""
+    from moto.iam.models import get_account_id_from
+
+    access_key = "AKIAEXAMPLE"
+    found = _ACCESS_KEY.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if found:
+        access_key = found.group("access_key")
+    else:
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        if query.get("AWSAccessKeyId"):
+            access_key = query["AWSAccessKeyId"][0]
+    if "MOTO_ACCOUNT_ID" in os.environ:
+        return os.environ["MOTO_ACCOUNT_ID"], access_key
+    if environ.get("HTTP_X_MOTO_ACCOUNT_ID"):
+        return environ["HTTP_X_MOTO_ACCOUNT_ID"], access_key
+    return get_account_id_from(access_key), access_key
+
+
+@functools.cache
+def _matcher_for(service: str) -> UriMatcher | None:
+    session = botocore.session.get_session()
+    for name in (service, _MODEL_ALIASES.get(service)):
+        if not name:
+            continue
+        try:
+            model = session.get_service_model(name)
+        except Exception:
+            continue
+        if model.protocol.startswith("rest"):
+            return UriMatcher(model)
+        return None
+    return None
+
+
+# Who made a call, from a marker in its user agent: the operator's drctl, the sandbox runtime's
+# queue polling (Lambda's job in AWS), the estate seeder, or else the orchestration's services.
+CALLER_MARKERS = (("drctl", "operator"), ("dr-runtime", "runtime"), ("dr-seed", "seed"))
+CALLER_SERVICES = "services"
+
+
+def caller_of(environ: dict[str, Any]) -> str:
+    agent = environ.get("HTTP_USER_AGENT", "")
+    return next((name for marker, name in CALLER_MARKERS if marker in agent), CALLER_SERVICES)
+
+
+class CallStats:
+    """Thread-safe counter of calls by caller, service and operation."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[str, dict[str, dict[str, int]]] = defaultdict(
+            lambda: defaultdict(lambda: defaultdict(int))
+        )
+
+    def count(self, service: str, operation: str, caller: str = CALLER_SERVICES) -> None:
+        with self._lock:
+            self._calls[caller][service][operation] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """`calls` counts everyone; `by_caller` totals and `calls_by_caller` split them."""
+        with self._lock:
+            merged: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+            for services in self._calls.values():
+                for service, operations in services.items():
+                    for operation, n in operations.items():
+                        merged[service][operation] += n
+            return {
+                "total": sum(sum(ops.values()) for ops in merged.values()),
+                "calls": {s: dict(ops) for s, ops in sorted(merged.items())},
+                "by_caller": {
+                    caller: sum(sum(ops.values()) for ops in services.values())
+                    for caller, services in sorted(self._calls.items())
+                },
+                "calls_by_caller": {
+                    caller: {s: dict(ops) for s, ops in sorted(services.items())}
+                    for caller, services in sorted(self._calls.items())
+                },
+            }
+
+    def reset(self) -> None:
+        with self._lock:
+            self._calls.clear()
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    """Buffer the request body and re-inject it so the next application can read it again."""
+    stream = environ.get("wsgi.input")
+    body = b""
+    if stream is not None:
+        length = environ.get("CONTENT_LENGTH")
+        if length:
+            try:
+                body = stream.read(int(length))
+            except ValueError:
+                body = b""
+        elif environ.get("wsgi.input_terminated") or "chunked" in environ.get(
+            "HTTP_TRANSFER_ENCODING", ""
+        ):
+            body = stream.read()
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    return body
+
+
+def operation_name(service: str, environ: dict[str, Any], body: bytes) -> str:
+    """The AWS operation a request calls: X-Amz-Target (json), Action (query), else the model's
+    requestUri (rest), else "METHOD /path"."""
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return str(target).rsplit(".", 1)[-1]
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    if "Action" in query:
+        return query["Action"][0]
+    content_type = environ.get("CONTENT_TYPE", "")
+    if body and content_type.startswith("application/x-www-form-urlencoded"):
+        form = parse_qs(body.decode("utf-8", "replace"))
+        if "Action" in form:
+            return form["Action"][0]
+    method = environ.get("REQUEST_METHOD", "GET")
+    path = environ.get("PATH_INFO", "/") or "/"
+    matcher = _matcher_for(service) if service != UNSIGNED else None
+    if matcher is not None:
+        found = matcher.match(method, path, {k: v[0] for k, v in query.items()})
+        if found:
+            return found[0]
+    return f"{method} {path}"
+
+
+class SandboxApp:
+    """The WSGI router: admin paths, emulators by signing service, moto for the rest."""
+
+    def __init__(self) -> None:
+        from moto.server import DomainDispatcherApplication, create_backend_app
+
+        from . import moto_patches
+
+        moto_patches.install()
+        self.knobs = Knobs()
+        self.stats = CallStats()
+        self.drs = DrsEmulator(self.knobs)
+        self.resource_explorer = ResourceExplorerEmulator(self.knobs)
+        self.emulators: dict[str, RestJsonEmulator] = {
+            "drs": self.drs,
+            "resource-explorer-2": self.resource_explorer,
+        }
+        self.moto = DomainDispatcherApplication(create_backend_app)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(ADMIN_PREFIX):
+            return self._admin(Request(environ))(environ, start_response)
+        body = _read_body(environ)
+        if path.startswith("/moto-api"):
+            return self.moto(environ, start_response)
+        scope = signing_scope(environ)
+        service, region = scope if scope else (UNSIGNED, "")
+        self.stats.count(service, operation_name(service, environ, body), caller_of(environ))
+        emulator = self.emulators.get(service)
+        if emulator is not None:
+            account, access_key = resolve_account(environ)
+            caller = Caller(account=account, region=region, access_key=access_key)
+            return emulator.handle(Request(environ), caller)(environ, start_response)
+        return self.moto(environ, start_response)
+
+    # -- admin
+
+    def _admin(self, request: Request) -> Response:
+        route = (request.method, request.path.rstrip("/"))
+        try:
+            if route == ("GET", "/_sandbox/health"):
+                return _json({"status": "ok"})
+            if route == ("GET", "/_sandbox/stats"):
+                return _json(self.stats.snapshot())
+            if route == ("POST", "/_sandbox/stats/reset"):
+                self.stats.reset()
+                return _json(self.stats.snapshot())
+            if route == ("GET", "/_sandbox/config"):
+                return _json(self.knobs.config.model_dump())
+            if route == ("POST", "/_sandbox/config"):
+                return _json(self.knobs.update(_body_json(request)).model_dump())
+            if route == ("POST", "/_sandbox/drs/source-servers"):
+                data = _body_json(request)
+                try:
+                    payload = SourceServersRequest.model_validate(data)
+                except ValidationError as err:
+                    raise ConfigError(describe_validation_error(err, data)) from None
+                ids = self.drs.register_source_servers(payload)
+                return _json({"source_server_ids": ids})
+            if route == ("POST", "/_sandbox/reset"):
+                self.reset()
+                return _json({"status": "reset"})
+        except ConfigError as err:
+            return _json({"message": str(err)}, status=400)
+        return _json({"message": f"no admin route {request.method} {request.path}"}, status=404)
+
+    def reset(self) -> None:
+        """Clear everything: the emulators, moto (through its own reset) and the call counts."""
+        for emulator in self.emulators.values():
+            emulator.reset()
+        response = Client(self.moto).post("/moto-api/reset")
+        if response.status_code != 200:
+            raise RuntimeError(f"moto reset answered {response.status_code}")
+        self.knobs.reset()
+        self.stats.reset()
+
+    def close(self) -> None:
+        self.drs.close()
+
+
+def _body_json(request: Request) -> Any:
+    try:
+        return json.loads(request.get_data() or b"{}")
+    except ValueError as err:
+        raise ConfigError(f"request body is not JSON: {err}") from None
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(json.dumps(data), status=status, mimetype="application/json")
+
+
+def _request_handler() -> type:
+    from moto.server import MotoRequestHandler
+
+    class QuietHandler(MotoRequestHandler):
+        def log_request(self, *args: Any, **kwargs: Any) -> None:
+            if log.isEnabledFor(logging.DEBUG):
+                super().log_request(*args, **kwargs)
+
+    return QuietHandler
+
+
+class SandboxEndpoint:
+    """The endpoint served by werkzeug (threaded) in a daemon thread."""
+
+    def __init__(self, app: SandboxApp | None = None) -> None:
+        self.app = app or SandboxApp()
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            raise RuntimeError("the sandbox endpoint is not started")
+        return self._url
+
+    def start(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, fresh: bool = True) -> str:
+        """Serve on `host:port` (port 0: a free port) and return the URL. moto's state is global
+        to the process, so a `fresh` start clears whatever an earlier endpoint left there."""
+        if self._server is not None:
+            return self.url
+        if fresh:
+            self.app.reset()
+        server = make_server(
+            host, port, self.app, threaded=True, request_handler=_request_handler()
+        )
+        self._server = server
+        self._url = f"http://{host}:{server.server_port}"
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="sandbox-endpoint", daemon=True
+        )
+        self._thread.start()
+        log.info("sandbox endpoint serving at %s", self._url)
+        return self._url
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self.app.close()
+        self._url = None
+
+    def __enter__(self) -> SandboxEndpoint:
+        if self._server is None:
+            self.start(port=0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox.endpoint", description="Serve the local AWS sandbox endpoint."
+    )
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    endpoint = SandboxEndpoint()
+    url = endpoint.start(args.host, args.port)
+    print(f"sandbox endpoint: {url}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        endpoint.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""Coordinator Lambda: SQS batches of operation requests, discovery results and resource results."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from drcore.consumer import EventRouter
+from drcore.observability import observability
+from events.schemas import (
+    DetailType,
+    DiscoveryFailed,
+    EventEnvelope,
+    OperationRequested,
+    PlanReady,
+    ResourceRecovered,
+    ResourceRecoveryFailed,
+)
+
+from .adapters import build_coordinator
+from .domain import Coordinator
+
+obs = observability("coordinator")
+router = EventRouter(obs.logger)
+
+
+_local = threading.local()  # boto3 resources are not thread-safe (the sandbox runs 2 workers)
+
+
+def _service() -> Coordinator:
+    """Built on first use, once per process (per thread when a runtime shares the process)."""
+    if not hasattr(_local, "service"):
+        _local.service = build_coordinator(obs.logger)
+    service: Coordinator = _local.service
+    return service
+
+
+@router.on(DetailType.OPERATION_REQUESTED)
+def _requested(detail: OperationRequested, envelope: EventEnvelope) -> None:
+    _service().on_operation_requested(detail)
+
+
+@router.on(DetailType.PLAN_READY)
+def _plan_ready(detail: PlanReady, envelope: EventEnvelope) -> None:
+    _service().on_plan_ready(detail)
+
+
+@router.on(DetailType.DISCOVERY_FAILED)
+def _discovery_failed(detail: DiscoveryFailed, envelope: EventEnvelope) -> None:
+    _service().on_discovery_failed(detail)
+
+
+@router.on(DetailType.RESOURCE_RECOVERED)
+def _recovered(detail: ResourceRecovered, envelope: EventEnvelope) -> None:
+    _service().on_resource_recovered(detail)
+
+
+@router.on(DetailType.RESOURCE_RECOVERY_FAILED)
+def _recovery_failed(detail: ResourceRecoveryFailed, envelope: EventEnvelope) -> None:
+    _service().on_resource_recovery_failed(detail)
+
+
+@obs.logger.inject_lambda_context
+@obs.tracer.capture_lambda_handler
+@obs.metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    obs.metrics.add_metric(
+        name="EventsReceived", unit=MetricUnit.Count, value=len(event.get("Records", []))
+    )
+    return router.handle_batch(event, context)

@@ -1,0 +1,76 @@
+"""Events forwarded to another account's bus arrive as AWS delivers them (moto differs)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from sandbox import moto_patches
+
+
+@pytest.fixture
+def aws() -> object:
+    moto_patches.install()
+    with mock_aws():
+        yield
+
+
+def _client(account: str, region: str) -> Any:
+    sts = boto3.client("sts", region_name="us-east-2")
+    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/r", RoleSessionName="test")[
+        "Credentials"
+    ]
+    return boto3.client(
+        "events",
+        region_name=region,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+
+
+def test_given_a_forwarding_rule_when_an_event_is_forwarded_then_account_and_resources_are_kept(
+    aws: object,
+) -> None:
+    # Given an orchestration bus (account 123456789012) with a queue behind it
+    events = boto3.client("events", region_name="us-east-2")
+    sqs = boto3.client("sqs", region_name="us-east-2")
+    bus_arn = events.create_event_bus(Name="orchestration")["EventBusArn"]
+    queue = sqs.create_queue(QueueName="q")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(
+        Name="all", EventBusName="orchestration", EventPattern='{"source": ["aws.drs"]}'
+    )
+    events.put_targets(
+        Rule="all", EventBusName="orchestration", Targets=[{"Id": "q", "Arn": queue_arn}]
+    )
+    # and a workload account forwarding its default bus there
+    workload = _client("111111111111", "us-west-1")
+    workload.put_rule(Name="fwd", EventPattern='{"source": ["aws.drs"]}')
+    workload.put_targets(Rule="fwd", Targets=[{"Id": "bus", "Arn": bus_arn}])
+
+    # When DRS publishes on the workload's default bus
+    arn = "arn:aws:drs:us-west-1:111111111111:source-server/s-0123456789abcdef0"
+    workload.put_events(
+        Entries=[
+            {
+                "Source": "aws.drs",
+                "DetailType": "DRS Source Server Launch Result",
+                "Detail": json.dumps({"state": "RECOVERY_LAUNCH_SUCCEEDED", "job-id": "drsjob-1"}),
+                "Resources": [arn],
+            }
+        ]
+    )
+
+    # Then the orchestration bus delivers it with the source's account, region and resources
+    body = json.loads(sqs.receive_message(QueueUrl=queue)["Messages"][0]["Body"])
+    assert body["account"] == "111111111111"
+    assert body["region"] == "us-west-1"
+    assert body["resources"] == [arn]
+    assert body["detail"]["job-id"] == "drsjob-1"
