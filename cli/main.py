@@ -101,7 +101,7 @@ def plan(
     context: Context = ctx.obj
 
     def build() -> Any:
-        from services.discovery.app import UnknownScope, build_plan_for
+        from services.discovery.app import DiscoveryUnavailable, UnknownScope, build_plan_for
 
         try:
             return build_plan_for(
@@ -109,6 +109,9 @@ def plan(
             )
         except UnknownScope as error:
             raise UsageError(str(error)) from error
+        except DiscoveryUnavailable as error:
+            render.err_console.print(f"[red]error:[/red] no inventory source answered: {error}")
+            raise typer.Exit(1) from error
 
     result = _guard(context, build)
     if output is Output.JSON:

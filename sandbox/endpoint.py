@@ -236,6 +236,10 @@ class SandboxApp:
             "resource-explorer-2": self.resource_explorer,
         }
         self.moto = DomainDispatcherApplication(create_backend_app)
+        # DynamoDB checks a condition and writes atomically; moto does not when requests run on
+        # several threads (two transactions may both pass the same condition). Serving DynamoDB
+        # requests one at a time restores AWS's semantics; its calls take milliseconds.
+        self._serialized: dict[str, threading.Lock] = {"dynamodb": threading.Lock()}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -252,7 +256,12 @@ class SandboxApp:
             account, access_key = resolve_account(environ)
             caller = Caller(account=account, region=region, access_key=access_key)
             return emulator.handle(Request(environ), caller)(environ, start_response)
-        return self.moto(environ, start_response)
+        lock = self._serialized.get(service)
+        if lock is None:
+            return self.moto(environ, start_response)
+        with lock:
+            # The whole response is produced inside the call, so the lock covers the write.
+            return list(self.moto(environ, start_response))
 
     # -- admin
 

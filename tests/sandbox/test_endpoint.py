@@ -307,3 +307,58 @@ def test_main_serves_until_sigterm() -> None:
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_given_concurrent_transactions_on_one_condition_then_exactly_one_wins(
+    client: ClientFactory,
+) -> None:
+    """DynamoDB's condition-then-write is atomic in AWS; the sandbox must keep it so."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from botocore.exceptions import ClientError
+
+    dynamodb = client("dynamodb")
+    dynamodb.create_table(
+        TableName="race",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.put_item(TableName="race", Item={"pk": {"S": "res"}, "state": {"S": "PENDING"}})
+    dynamodb.put_item(TableName="race", Item={"pk": {"S": "wave"}, "n": {"N": "0"}})
+
+    def attempt(_: int) -> bool:
+        try:
+            dynamodb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": "race",
+                            "Key": {"pk": {"S": "res"}},
+                            "UpdateExpression": "SET #s = :done",
+                            "ConditionExpression": "#s = :pending",
+                            "ExpressionAttributeNames": {"#s": "state"},
+                            "ExpressionAttributeValues": {
+                                ":done": {"S": "DONE"},
+                                ":pending": {"S": "PENDING"},
+                            },
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": "race",
+                            "Key": {"pk": {"S": "wave"}},
+                            "UpdateExpression": "ADD n :one",
+                            "ExpressionAttributeValues": {":one": {"N": "1"}},
+                        }
+                    },
+                ]
+            )
+            return True
+        except ClientError:
+            return False
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        wins = sum(pool.map(attempt, range(32)))
+    counter = dynamodb.get_item(TableName="race", Key={"pk": {"S": "wave"}})["Item"]["n"]["N"]
+    assert (wins, counter) == (1, "1")
