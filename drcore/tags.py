@@ -56,7 +56,7 @@ class DrTags:
 
 def _positive_int(tags: dict[str, str], key: str, upper: int) -> int | TagProblem:
     raw = tags[key].strip()
-    if not raw.isdigit() or not 1 <= int(raw) <= upper:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= upper:
         return TagProblem(
             "INVALID_TAG", key, f"{key}={tags[key]!r} is not a whole number from 1 to {upper}"
         )

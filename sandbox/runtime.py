@@ -195,6 +195,8 @@ class ServiceStats:
     failed_records: int = 0
     handler_errors: int = 0
     cpu_seconds: float = 0.0
+    # Records carrying `replay-name`: rules exclude replays, so this stays 0 unless one leaks.
+    replayed_records: int = 0
 
 
 def load_handler(path: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
@@ -309,6 +311,7 @@ class Runtime:
                 stats.invocations += 1
                 stats.records += len(messages)
                 stats.failed_records += len(failed_ids)
+                stats.replayed_records += sum('"replay-name"' in m["Body"] for m in messages)
                 stats.cpu_seconds += time.thread_time() - started
         done = [m for m in messages if m["MessageId"] not in failed_ids]
         for start in range(0, len(done), 10):

@@ -16,7 +16,7 @@ ESTATES = Path(__file__).parents[2] / "examples" / "estates"
 FAST_LAUNCH = [0.3, 1.2]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def sandbox() -> Iterator[Sandbox]:
     saved = {
         k: os.environ.get(k)

@@ -53,3 +53,8 @@ def test_any_tag_soup_parses_or_explains_itself(overrides: dict[str, str]) -> No
         assert result and all(p.message and p.tag in GOOD for p in result)
     else:
         assert result.wave >= 1 and result.rto_target_minutes >= 1
+
+
+def test_given_a_unicode_digit_then_it_is_an_invalid_tag_not_a_crash() -> None:
+    problems = parse_dr_tags(GOOD | {"dr:rpo-target": "²"})
+    assert isinstance(problems, list) and problems[0].code == "INVALID_TAG"
