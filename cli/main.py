@@ -230,9 +230,10 @@ def list_operations(
     if output is Output.JSON:
         render.print_json(rows)
         return
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    table = Table("Operation", "Type", "State", "Created", "Requested by")
+    table = Table("Type", "State", "Created", "Requested by")
+    table.columns.insert(0, Column("Operation", no_wrap=True))
     for row in rows:
         table.add_row(
             row["operation_id"],
