@@ -39,6 +39,16 @@ class Subscription:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """A recurring message to the service's own queue (EventBridge Scheduler → SQS in AWS;
+    the sandbox runtime sends it itself). `message` must carry a `kind` the service routes."""
+
+    name: str
+    rate_seconds: int
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     """A consuming service: its handler, its subscriptions and how its queue is consumed."""
 
@@ -54,6 +64,8 @@ class ServiceSpec:
     batching_window_seconds: float = 0.0
     # Whether the service sends itself delayed follow-up messages on its own queue.
     self_scheduling: bool = False
+    # Recurring messages (janitors, reconcilers, cache refreshes).
+    schedules: tuple[Schedule, ...] = ()
 
     def rule_name(self, subscription: Subscription) -> str:
         return f"dr-{self.name}-{subscription.name}"

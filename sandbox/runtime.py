@@ -232,6 +232,12 @@ class Runtime:
         self.errors: list[str] = []
 
     def start(self) -> None:
+        if any(service.schedules for service in self._services):
+            thread = threading.Thread(
+                target=self._run_schedules, name="runtime-schedules", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
         for service in self._services:
             handler = load_handler(service.handler)
             for index in range(self._workers):
@@ -249,6 +255,38 @@ class Runtime:
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
+
+    def send_scheduled(self, service_name: str, schedule_name: str) -> None:
+        """Send one scheduled message now (what the schedule does at each tick)."""
+        service = next(s for s in self._services if s.name == service_name)
+        schedule = next(s for s in service.schedules if s.name == schedule_name)
+        sqs = _client("sqs", self._endpoint_url, self._settings.orchestration_region)
+        sqs.send_message(
+            QueueUrl=self._deployed.queue_urls[service.name],
+            MessageBody=json.dumps(schedule.message),
+        )
+
+    def _run_schedules(self) -> None:
+        due = {
+            (service.name, schedule.name): time.monotonic() + schedule.rate_seconds
+            for service in self._services
+            for schedule in service.schedules
+        }
+        rates = {
+            (service.name, schedule.name): schedule.rate_seconds
+            for service in self._services
+            for schedule in service.schedules
+        }
+        while not self._stop.wait(0.5):
+            now = time.monotonic()
+            for key, at in due.items():
+                if now >= at:
+                    due[key] = now + rates[key]
+                    try:
+                        self.send_scheduled(*key)
+                    except Exception:
+                        with self._lock:
+                            self.errors.append(traceback.format_exc())
 
     def _run(self, service: ServiceSpec, handler: Callable[[dict[str, Any], Any], Any]) -> None:
         sqs = _client("sqs", self._endpoint_url, self._settings.orchestration_region)
