@@ -20,7 +20,7 @@ from drcore.state import OperationView, read_operation
 from events.schemas import OperationRequested, OperationType, Source
 
 from . import demo as _demo  # noqa: F401  (registers `drctl sandbox demo`)
-from . import render
+from . import render, report_cmd
 from .context import Context, Target, UsageError
 from .sandbox_cmd import sandbox_app
 
@@ -31,6 +31,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(sandbox_app, name="sandbox")
+app.command()(report_cmd.report)
+app.command()(report_cmd.audit)
 
 
 class Output(StrEnum):

@@ -15,6 +15,7 @@ from drcore.registry import CustomerEntry
 from drcore.settings import Settings
 from services.catalog import SERVICES
 
+from .emf import EmfBridge
 from .endpoint import SandboxEndpoint
 from .runtime import Deployed, Runtime, build_orchestration, connect_workload_account
 
@@ -27,6 +28,7 @@ class Sandbox:
     runtime: Runtime
     deployed: Deployed
     settings: Settings
+    metrics: EmfBridge
 
     @property
     def url(self) -> str:
@@ -46,11 +48,13 @@ class Sandbox:
         os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DrOrchestrator")
         settings = Settings()
         deployed = build_orchestration(url, settings, SERVICES)
+        metrics = EmfBridge(url, settings.orchestration_region)
+        metrics.install()
         runtime = Runtime(
             url, settings, SERVICES, deployed, workers_per_service=workers_per_service
         )
         runtime.start()
-        return cls(endpoint, runtime, deployed, settings)
+        return cls(endpoint, runtime, deployed, settings, metrics)
 
     def connect(self, customers: list[CustomerEntry]) -> None:
         for customer in customers:
@@ -58,6 +62,7 @@ class Sandbox:
 
     def stop(self) -> None:
         self.runtime.stop()
+        self.metrics.uninstall()
         self.endpoint.stop()
 
 

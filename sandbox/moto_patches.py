@@ -8,17 +8,22 @@ puts AWS's behaviour back. Each patch names the difference; `install()` is idemp
    no longer say which account's source server it is about.
 2. Events delivered to a target. AWS delivers the whole event, `account` included; moto's
    default input template leaves `account` out.
+3. Replays. AWS replays only the events of the requested time window, and only to the rules
+   named in the destination's `FilterArns` when given; moto replays the whole archive to every
+   rule of the bus.
 """
 
 from __future__ import annotations
 
 import copy
 import threading
+from datetime import datetime
 from typing import Any
 
 from moto.core.utils import unix_time
 from moto.events import models as events_models
 from moto.events import utils as events_utils
+from moto.moto_api._internal import mock_random
 
 _installed = False
 _lock = threading.Lock()
@@ -37,6 +42,40 @@ def _forward(target_arn: str, event: dict[str, Any]) -> None:
         message = copy.deepcopy(event)
         message["ingestion-time"] = unix_time()
         rule.send_to_targets(message)  # type: ignore[arg-type]
+
+
+def _epoch(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.timestamp()
+    try:
+        return float(value)
+    except ValueError:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+def _replay_events(self: Any, archive: Any) -> None:
+    bus_name = self.destination["Arn"].split("/")[-1]
+    bus = events_models.events_backends[self.account_id][self.region].describe_event_bus(bus_name)
+    filters = set(self.destination.get("FilterArns") or [])
+    start, end = _epoch(self.event_start_time), _epoch(self.event_end_time)
+    for event in list(archive.events):
+        moment = _epoch(event.get("time"))
+        if moment is not None and (
+            (start is not None and moment < start) or (end is not None and moment > end)
+        ):
+            continue
+        for rule in list(bus.rules.values()):
+            if filters and rule.arn not in filters:
+                continue
+            replayed = dict(event, id=str(mock_random.uuid4()))
+            replayed["replay-name"] = self.name
+            rule.send_to_targets(replayed, transform_input=False)  # type: ignore[arg-type]
+    self.state = events_models.ReplayState.COMPLETED
+    self.end_time = unix_time()
 
 
 def install() -> None:
@@ -68,4 +107,5 @@ def install() -> None:
             events_utils.EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE = template.replace(
                 '"version": "0",', '"version": "0", "account": "<account>",'
             )
+        events_models.Replay.replay_events = _replay_events  # type: ignore[method-assign]
         _installed = True

@@ -24,13 +24,13 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from drcore.audit import ARCHIVE_NAME, AUDIT_QUEUE_NAME, AUDIT_RULE_NAME, audit_rule_pattern
 from drcore.registry import CustomerEntry
 from drcore.settings import Settings
 from drcore.subscriptions import ServiceSpec
 from drcore.tables import TABLES, create_table, table_name
 from events.schemas import Source
 
-ARCHIVE_NAME = "dr-orchestration-archive"
 ARCHIVE_RETENTION_DAYS = 0  # 0 = indefinitely (the CDK app sets years)
 FORWARD_RULE_NAME = "dr-forward-native-events"
 NATIVE_SOURCES = (Source.AWS_DRS, Source.AWS_SSM)
@@ -114,6 +114,7 @@ def build_orchestration(
             Description="Every orchestration event, for audit and replay",
         )["ArchiveArn"]
 
+    _build_audit_destination(events, sqs, settings)
     queue_urls: dict[str, str] = {}
     dlq_urls: dict[str, str] = {}
     queue_arns: dict[str, str] = {}
@@ -153,6 +154,23 @@ def build_orchestration(
         dlq_urls[service.name] = dlq_url
         queue_arns[service.name] = queue_arn
     return Deployed(bus_arn, archive_arn, queue_urls, dlq_urls, queue_arns)
+
+
+def _build_audit_destination(events: Any, sqs: Any, settings: Settings) -> None:
+    """The queue that audits replay into, behind a rule that only replayed events match."""
+    url = sqs.create_queue(QueueName=AUDIT_QUEUE_NAME)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(
+        Name=AUDIT_RULE_NAME,
+        EventBusName=settings.bus_name,
+        EventPattern=json.dumps(audit_rule_pattern()),
+        State="ENABLED",
+    )
+    events.put_targets(
+        Rule=AUDIT_RULE_NAME, EventBusName=settings.bus_name, Targets=[{"Id": "audit", "Arn": arn}]
+    )
 
 
 def connect_workload_account(

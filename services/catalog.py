@@ -4,5 +4,6 @@ from drcore.subscriptions import ServiceSpec
 from services.coordinator.subscriptions import SERVICE as COORDINATOR
 from services.discovery.subscriptions import SERVICE as DISCOVERY
 from services.drs.subscriptions import SERVICE as DRS
+from services.metrics.subscriptions import SERVICE as METRICS
 
-SERVICES: tuple[ServiceSpec, ...] = (DISCOVERY, COORDINATOR, DRS)
+SERVICES: tuple[ServiceSpec, ...] = (DISCOVERY, COORDINATOR, DRS, METRICS)

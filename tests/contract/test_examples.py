@@ -31,5 +31,5 @@ def test_given_the_failover_example_then_it_is_a_valid_operation_request_routed_
         for sub in service.subscriptions
         if EventPattern.load(json.dumps(sub.pattern())).matches_event(event)  # type: ignore[arg-type]
     }
-    assert routed == {"discovery", "coordinator"}
+    assert routed == {"discovery", "coordinator", "metrics"}
     assert detail.customer == "acme"

@@ -57,6 +57,8 @@ EXPECTED: dict[str, set[str]] = {
     "dr-coordinator-resource-results": RESULTS,
     "dr-drs-wave-started": {"WaveStarted"},
     "dr-drs-launch-results": {"native:drs-launch-result"},
+    # Every orchestration event, whatever its source, and no AWS-native one.
+    "dr-metrics-orchestration-events": {name for name in GOLDEN if not name.startswith("native:")},
 }
 
 RULES: list[tuple[ServiceSpec, Subscription]] = [

@@ -74,3 +74,58 @@ def test_given_a_forwarding_rule_when_an_event_is_forwarded_then_account_and_res
     assert body["region"] == "us-west-1"
     assert body["resources"] == [arn]
     assert body["detail"]["job-id"] == "drsjob-1"
+
+
+def test_given_a_replay_with_filter_arns_and_a_window_then_only_those_rules_and_events(
+    aws: object,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    events = boto3.client("events", region_name="us-east-2")
+    sqs = boto3.client("sqs", region_name="us-east-2")
+    bus_arn = events.create_event_bus(Name="orchestration")["EventBusArn"]
+    archive_arn = events.create_archive(ArchiveName="all", EventSourceArn=bus_arn)["ArchiveArn"]
+    queues = {}
+    for name in ("audit", "other"):
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        rule_arn = events.put_rule(
+            Name=name,
+            EventBusName="orchestration",
+            EventPattern='{"replay-name": [{"exists": true}]}',
+        )["RuleArn"]
+        events.put_targets(
+            Rule=name, EventBusName="orchestration", Targets=[{"Id": name, "Arn": arn}]
+        )
+        queues[name] = (url, rule_arn)
+    now = datetime.now(UTC)
+    for label, moment in (
+        ("old", now - timedelta(hours=2)),
+        ("recent", now - timedelta(minutes=5)),
+    ):
+        events.put_events(
+            Entries=[
+                {
+                    "Source": "dr.test",
+                    "DetailType": "Marker",
+                    "Detail": json.dumps({"label": label}),
+                    "EventBusName": "orchestration",
+                    "Time": moment,
+                }
+            ]
+        )
+
+    events.start_replay(
+        ReplayName="audit-1",
+        EventSourceArn=archive_arn,
+        EventStartTime=now - timedelta(minutes=30),
+        EventEndTime=now,
+        Destination={"Arn": bus_arn, "FilterArns": [queues["audit"][1]]},
+    )
+
+    received = sqs.receive_message(QueueUrl=queues["audit"][0], MaxNumberOfMessages=10)
+    labels = [json.loads(m["Body"])["detail"]["label"] for m in received.get("Messages", [])]
+    assert labels == ["recent"]
+    assert "Messages" not in sqs.receive_message(QueueUrl=queues["other"][0])

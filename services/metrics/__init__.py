@@ -1,0 +1,1 @@
+"""Turns the orchestration's event stream into CloudWatch metrics (see README.md)."""
