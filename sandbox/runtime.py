@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import random
 import threading
 import time
 import traceback
@@ -207,6 +208,24 @@ def connect_workload_account(
 
 
 @dataclass
+class RuntimeFaults:
+    """Delivery faults the runtime injects, as EventBridge, SQS and Lambda may cause them.
+
+    - duplicate_rate: a delivered record is delivered again (at-least-once delivery);
+    - delay_rate: a record is held back 1-3 s and arrives after later ones (no ordering);
+    - crash_rate: the worker dies after its handler ran on half the batch, before reporting:
+      nothing is deleted and the whole batch is delivered again (after `crash_redelivery_seconds`
+      instead of the full visibility timeout, so scenarios stay short).
+    """
+
+    duplicate_rate: float = 0.0
+    delay_rate: float = 0.0
+    crash_rate: float = 0.0
+    crash_redelivery_seconds: int = 2
+    seed: int = 7
+
+
+@dataclass
 class ServiceStats:
     invocations: int = 0
     records: int = 0
@@ -215,6 +234,7 @@ class ServiceStats:
     cpu_seconds: float = 0.0
     # Records carrying `replay-name`: rules exclude replays, so this stays 0 unless one leaks.
     replayed_records: int = 0
+    crashes: int = 0
 
 
 def load_handler(path: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
@@ -248,6 +268,20 @@ class Runtime:
         self._lock = threading.Lock()
         self.stats: dict[str, ServiceStats] = defaultdict(ServiceStats)
         self.errors: list[str] = []
+        self.faults = RuntimeFaults()
+        self._random = random.Random(self.faults.seed)
+
+    def inject(self, faults: RuntimeFaults) -> None:
+        """Set the delivery faults from now on (RuntimeFaults() turns them off)."""
+        with self._lock:
+            self.faults = faults
+            self._random = random.Random(faults.seed)
+
+    def _chance(self, rate: float) -> bool:
+        if rate <= 0:
+            return False
+        with self._lock:
+            return self._random.random() < rate
 
     def start(self) -> None:
         if any(service.schedules for service in self._services):
@@ -348,6 +382,24 @@ class Runtime:
         handler: Callable[[dict[str, Any], Any], Any],
         messages: list[dict[str, Any]],
     ) -> None:
+        faults = self.faults
+        held = [m for m in messages if self._chance(faults.delay_rate)]
+        for message in held:  # late delivery: back on the queue behind later messages
+            sqs.send_message(
+                QueueUrl=queue_url,
+                MessageBody=message["Body"],
+                DelaySeconds=self._random.randint(1, 3),
+            )
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        messages = [m for m in messages if m not in held]
+        if not messages:
+            return
+        if self._chance(faults.crash_rate):
+            self._crash(sqs, queue_url, queue_arn, service, handler, messages)
+            return
+        for message in messages:
+            if self._chance(faults.duplicate_rate):
+                sqs.send_message(QueueUrl=queue_url, MessageBody=message["Body"])
         event = {"Records": [_sqs_record(m, queue_arn, self._settings) for m in messages]}
         context = LambdaContext(function_name=f"dr-{service.name}")
         started = time.thread_time()
@@ -377,6 +429,35 @@ class Runtime:
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
                     for i, m in enumerate(done[start : start + 10])
                 ],
+            )
+
+    def _crash(
+        self,
+        sqs: Any,
+        queue_url: str,
+        queue_arn: str,
+        service: ServiceSpec,
+        handler: Callable[[dict[str, Any], Any], Any],
+        messages: list[dict[str, Any]],
+    ) -> None:
+        """The worker dies mid-batch: the first half was handled (its side effects are real),
+        nothing is reported, and every message of the batch comes back."""
+        half = messages[: max(1, len(messages) // 2)]
+        event = {"Records": [_sqs_record(m, queue_arn, self._settings) for m in half]}
+        try:
+            handler(event, LambdaContext(function_name=f"dr-{service.name}"))
+        except Exception:
+            with self._lock:
+                self.errors.append(traceback.format_exc())
+        with self._lock:
+            self.stats[service.name].crashes += 1
+        for message in messages:
+            sqs.change_message_visibility(
+                QueueUrl=queue_url,
+                ReceiptHandle=message["ReceiptHandle"],
+                VisibilityTimeout=min(
+                    self.faults.crash_redelivery_seconds, service.visibility_timeout
+                ),
             )
 
 
