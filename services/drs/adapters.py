@@ -49,7 +49,7 @@ EC2_FILTER_VALUES = 200
 DRS_FILTER_IDS = 200
 SQS_BATCH = 10
 REGISTRY_TTL_SECONDS = 300
-REGISTRY_MISS_REFRESH_SECONDS = 30
+REGISTRY_MISS_REFRESH_SECONDS = 1  # a customer registered a moment ago is found at once
 LEDGER_TTL_SECONDS = 30 * 24 * 3600
 # Instances that can still be launched into (terminated ones are gone).
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
