@@ -235,6 +235,8 @@ class ServiceStats:
     # Records carrying `replay-name`: rules exclude replays, so this stays 0 unless one leaks.
     replayed_records: int = 0
     crashes: int = 0
+    # Handler CPU seconds per record, one sample per invocation (for percentiles).
+    cpu_per_record: list[float] = field(default_factory=list)
 
 
 def load_handler(path: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
@@ -420,7 +422,9 @@ class Runtime:
                 stats.records += len(messages)
                 stats.failed_records += len(failed_ids)
                 stats.replayed_records += sum('"replay-name"' in m["Body"] for m in messages)
-                stats.cpu_seconds += time.thread_time() - started
+                cpu = time.thread_time() - started
+                stats.cpu_seconds += cpu
+                stats.cpu_per_record.append(cpu / len(messages))
         done = [m for m in messages if m["MessageId"] not in failed_ids]
         for start in range(0, len(done), 10):
             sqs.delete_message_batch(

@@ -281,6 +281,26 @@ class DrsEmulator(RestJsonEmulator):
     def close(self) -> None:
         self._scheduler.stop()
 
+    def launch_plans(self) -> list[dict[str, Any]]:
+        """Every launch the emulator planned: its drawn duration, outcome and job tags. Read by
+        the benchmark to know the critical path the emulated DRS imposed."""
+        with self._lock:
+            return [
+                {
+                    "account": account,
+                    "region": region,
+                    "job_id": job_id,
+                    "source_server_id": plan.source_server_id,
+                    "duration_seconds": plan.duration,
+                    "fails": plan.fails,
+                    "created_at": job.record["creationDateTime"],
+                    "tags": dict(job.record.get("tags", {})),
+                }
+                for (account, region), state in self._state.items()
+                for job_id, job in state.jobs.items()
+                for plan in job.plans.values()
+            ]
+
     def handle(self, request: Any, caller: Caller) -> Any:
         with self._lock:
             return super().handle(request, caller)

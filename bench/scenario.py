@@ -1,0 +1,232 @@
+"""One benchmark run: a fresh in-process sandbox, N customers' failovers at once, measured.
+
+`python -m bench.scenario --estate FILE --customers K --out FILE` writes one JSON object (the
+handlers' logs go to stdout). `bench.run` calls it once per size, each in its own process:
+clean state, and its own peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import time
+import urllib.request
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+
+def admin(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    request = urllib.request.Request(
+        url + path,
+        data=None if body is None else json.dumps(body).encode(),
+        method="GET" if body is None else "POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"null")
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--estate", required=True)
+    parser.add_argument("--customers", type=int, required=True)
+    parser.add_argument("--launch-seconds", default="20,40")
+    parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--out", required=True, help="where to write the JSON result")
+    args = parser.parse_args()
+    low, high = (float(v) for v in args.launch_seconds.split(","))
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+
+    from drcore.aws import AwsClients
+    from drcore.publisher import EventPublisher
+    from drcore.state import read_operation
+    from events.schemas import ApprovalMode, OperationRequested, OperationType, Source
+    from sandbox.daemon import Sandbox
+    from sandbox.estate import load_estate
+    from sandbox.seed import seed_estate
+    from services.discovery.app import build_plan_for
+
+    estate = load_estate(args.estate)
+    estate = estate.model_copy(update={"customers": estate.customers[: args.customers]})
+    sandbox = Sandbox.start(port=0)
+    url = sandbox.url
+    try:
+        started = time.perf_counter()
+        summary = seed_estate(
+            estate, url, orchestration_region=sandbox.settings.orchestration_region
+        )
+        sandbox.connect(summary.customers)
+        seed_seconds = time.perf_counter() - started
+        admin(url, "/_sandbox/config", {"drs_launch_seconds": [low, high]})
+        scopes = [(c.name, e.name) for c in estate.customers for e in c.environments]
+        servers = len(estate.servers())
+
+        operator = Config(user_agent_extra="drctl")
+        clients = AwsClients(sandbox.settings, boto3.Session(), user_agent_extra="drctl")
+        plan_seconds: dict[str, float] = {}
+        for customer, environment in scopes:
+            t0 = time.perf_counter()
+            build_plan_for(customer, environment, OperationType.FAILOVER, clients, sandbox.settings)
+            plan_seconds[f"{customer}/{environment}"] = time.perf_counter() - t0
+
+        events = boto3.client(
+            "events", region_name=sandbox.settings.orchestration_region, config=operator
+        )
+        archive_before = events.describe_archive(ArchiveName="dr-orchestration-archive")[
+            "EventCount"
+        ]
+        admin(url, "/_sandbox/stats/reset", {})
+        publisher = EventPublisher(events, sandbox.settings.bus_name)
+        stamp = time.strftime("%H%M%S")
+        requests = [
+            OperationRequested(
+                operation_id=f"op-bench-{stamp}-{i:03d}",
+                customer=customer,
+                environment=environment,
+                operation=OperationType.FAILOVER,
+                requested_by="bench",
+                approval_mode=ApprovalMode.NONE,
+                reason="benchmark",
+            )
+            for i, (customer, environment) in enumerate(scopes)
+        ]
+        cpu_before = {
+            n: (len(s.cpu_per_record), s.records) for n, s in sandbox.runtime.stats.items()
+        }
+        run_started = time.time()
+        publisher.publish(Source.CLI, requests)
+        table = boto3.resource(
+            "dynamodb", region_name=sandbox.settings.orchestration_region, config=operator
+        ).Table(sandbox.settings.operations_table)
+        views: dict[str, Any] = {}
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            for request in requests:
+                if request.operation_id in views and views[request.operation_id].terminal:
+                    continue
+                view = read_operation(table, request.operation_id)
+                if view is not None:
+                    views[request.operation_id] = view
+            if len(views) == len(requests) and all(v.terminal for v in views.values()):
+                break
+            time.sleep(1.0)
+        stats = admin(url, "/_sandbox/stats")
+        launches = sandbox.endpoint.app.drs.launch_plans()
+        archive_after = events.describe_archive(ArchiveName="dr-orchestration-archive")[
+            "EventCount"
+        ]
+
+        # Critical path per operation: sum over waves of the slowest emulated launch.
+        slowest: dict[tuple[str, int], float] = defaultdict(float)
+        first_launch: dict[tuple[str, int], datetime] = {}
+        for launch in launches:
+            tags = launch.get("tags", {})
+            key = (tags.get("dr:operation-id", ""), int(tags.get("dr:wave", 0)))
+            slowest[key] = max(slowest[key], launch["duration_seconds"])
+            created = datetime.fromisoformat(launch["created_at"].replace("Z", "+00:00"))
+            first_launch[key] = min(first_launch.get(key, created), created)
+        operations = []
+        boundaries: list[float] = []
+        for request in requests:
+            view = views.get(request.operation_id)
+            if view is None:
+                continue
+            critical = sum(v for (op, _), v in slowest.items() if op == request.operation_id)
+            duration = (
+                (view.completed_at - view.created_at).total_seconds()
+                if view.completed_at and view.created_at
+                else None
+            )
+            for wave, following in zip(view.waves, view.waves[1:], strict=False):
+                start_next = first_launch.get((request.operation_id, following.number))
+                if wave.completed_at and start_next:
+                    boundaries.append((start_next - wave.completed_at).total_seconds())
+            operations.append(
+                {
+                    "operation_id": request.operation_id,
+                    "scope": f"{request.customer}/{request.environment}",
+                    "state": view.state,
+                    "servers": len(view.resources),
+                    "recovered": sum(r.state == "RECOVERED" for r in view.resources),
+                    "duration_seconds": duration,
+                    "critical_path_seconds": critical,
+                    "overhead_ratio": duration / critical if duration and critical else None,
+                }
+            )
+        ends = [v.completed_at.timestamp() for v in views.values() if v.completed_at]
+        wall = (max(ends) - run_started) if ends else None
+        critical_all = max((o["critical_path_seconds"] for o in operations), default=0)
+        recovered = sum(o["recovered"] for o in operations)
+        calls = stats["calls_by_caller"].get("services", {})
+        calls_total = sum(sum(ops.values()) for ops in calls.values())
+        cpu: dict[str, dict[str, float | None]] = {}
+        for name, service_stats in sandbox.runtime.stats.items():
+            samples = service_stats.cpu_per_record[cpu_before.get(name, (0, 0))[0] :]
+            cpu[name] = {
+                "p50_ms": (percentile(samples, 50) or 0) * 1000,
+                "p95_ms": (percentile(samples, 95) or 0) * 1000,
+                "records": service_stats.records - cpu_before.get(name, (0, 0))[1],
+            }
+        result = {
+            "servers": servers,
+            "operations": len(operations),
+            "completed": sum(o["state"] == "COMPLETED" for o in operations),
+            "recovered": recovered,
+            "launch_seconds": [low, high],
+            "seed_seconds": round(seed_seconds, 2),
+            "plan_seconds_per_environment": {k: round(v, 3) for k, v in plan_seconds.items()},
+            "plan_seconds_all": round(sum(plan_seconds.values()), 3),
+            "wall_seconds": wall,
+            "critical_path_seconds": critical_all,
+            "overhead_ratio": wall / critical_all if wall and critical_all else None,
+            "overhead_ratio_per_operation": {
+                "max": max((o["overhead_ratio"] or 0 for o in operations), default=None),
+                "median": statistics.median([o["overhead_ratio"] or 0 for o in operations])
+                if operations
+                else None,
+            },
+            "wave_boundary_seconds": {
+                "p50": percentile(boundaries, 50),
+                "p95": percentile(boundaries, 95),
+                "max": max(boundaries, default=None),
+            },
+            "aws_calls_per_server": calls_total / recovered if recovered else None,
+            "aws_calls_per_server_by_operation": {
+                f"{service}:{op}": round(n / recovered, 3)
+                for service, ops in sorted(calls.items())
+                for op, n in sorted(ops.items())
+            }
+            if recovered
+            else {},
+            "events_per_server": (archive_after - archive_before) / servers if servers else None,
+            "handler_cpu_per_record": cpu,
+            "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "runtime_errors": len(sandbox.runtime.errors),
+            "operations_detail": operations,
+        }
+        with open(args.out, "w") as out:
+            json.dump(result, out, default=str, indent=2)
+    finally:
+        sandbox.stop()
+
+
+if __name__ == "__main__":
+    main()
