@@ -1,0 +1,1 @@
+"""The CDK (Python) app that deploys the DR orchestrator (see infra/README.md)."""
