@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from events.schemas import OperationRequested, OperationType, Source
+from events.schemas import ApprovalMode, OperationRequested, OperationType, Source
 
 from . import render
 from .context import Context, Target
@@ -54,8 +54,13 @@ def demo(
         requested_by="drctl-demo",
         region_map=dict(entry.regions),
         reason="sandbox demo",
+        # Unattended: a production failover would otherwise wait for approval of every wave.
+        approval_mode=ApprovalMode.NONE,
     )
-    render.console.print(f"[bold]4. Failover[/bold] {operation_id} (live)")
+    render.console.print(
+        f"[bold]4. Failover[/bold] {operation_id} (live; approval mode none for the demo, "
+        "production otherwise asks approval per wave: drctl approve)"
+    )
     started = time.monotonic()
     context.publisher().publish(Source.CLI, [request])
     view = render.watch(lambda: read_operation(context.table(), operation_id), timeout=1800)

@@ -17,10 +17,10 @@ import typer
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from drcore.state import OperationView, read_operation
-from events.schemas import OperationRequested, OperationType, Source
+from events.schemas import ALL_CUSTOMERS, ApprovalMode, OperationRequested, OperationType, Source
 
 from . import demo as _demo  # noqa: F401  (registers `drctl sandbox demo`)
-from . import render, report_cmd
+from . import drs_cmd, inventory_cmd, operations_cmd, readiness_cmd, render, report_cmd
 from .context import Context, Target, UsageError
 from .sandbox_cmd import sandbox_app
 
@@ -33,6 +33,12 @@ app = typer.Typer(
 app.add_typer(sandbox_app, name="sandbox")
 app.command()(report_cmd.report)
 app.command()(report_cmd.audit)
+for _operator_command in operations_cmd.COMMANDS:  # approve, reject, resume, abort
+    app.command()(_operator_command)
+app.add_typer(inventory_cmd.inventory_app, name="inventory")
+app.command()(readiness_cmd.readiness)
+app.add_typer(drs_cmd.drill_app, name="drill")
+app.command()(drs_cmd.failback)
 
 
 class Output(StrEnum):
@@ -48,6 +54,13 @@ CustomerOption = Annotated[
 ]
 EnvironmentOption = Annotated[
     str, typer.Option("--environment", "-e", help="Environment name (tag Environment)")
+]
+UseCachedInventoryOption = Annotated[
+    bool,
+    typer.Option(
+        "--use-cached-inventory",
+        help="Plan from the DR-region inventory cache, not the live APIs (primary region down)",
+    ),
 ]
 
 
@@ -98,6 +111,7 @@ def plan(
         OperationType, typer.Option(help="Operation to plan")
     ] = OperationType.FAILOVER,
     output: OutputOption = Output.TEXT,
+    use_cached_inventory: UseCachedInventoryOption = False,
 ) -> None:
     """Preview an operation: waves, resources, warnings and expected RTO. Starts nothing."""
     context: Context = ctx.obj
@@ -107,7 +121,12 @@ def plan(
 
         try:
             return build_plan_for(
-                customer, environment, operation, context.clients, context.settings
+                customer,
+                environment,
+                operation,
+                context.clients,
+                context.settings,
+                use_cached_inventory=use_cached_inventory,
             )
         except UnknownScope as error:
             raise UsageError(str(error)) from error
@@ -116,17 +135,35 @@ def plan(
             raise typer.Exit(1) from error
 
     result = _guard(context, build)
+    approval = _guard(
+        context,
+        lambda: operations_cmd.approval_default(context, customer, environment, operation),
+    )
+    checks = _guard(context, lambda: drs_cmd.plan_checks(context, result))  # DRS readiness
     if output is Output.JSON:
-        render.print_json(render.plan_json(result))
+        render.print_json(
+            render.plan_json(result) | approval | ({"readiness": checks} if checks else {})
+        )
     else:
         render.print_plan(result)
+        operations_cmd.print_approval_default(approval)
+        drs_cmd.print_checks(checks)
 
 
 @app.command()
 def failover(
     ctx: typer.Context,
-    customer: CustomerOption,
-    environment: EnvironmentOption,
+    customer: CustomerOption = "",
+    environment: EnvironmentOption = "",
+    approval: Annotated[
+        ApprovalMode | None,
+        typer.Option(help="Approval gates (default: required for production, else none)"),
+    ] = None,
+    waves: Annotated[str | None, typer.Option(help="Only these waves: 1,2")] = None,
+    all_customers: Annotated[
+        bool, typer.Option("--all-customers", help="Every customer of --region (outage)")
+    ] = False,
+    region: Annotated[str | None, typer.Option(help="Primary region in outage")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
     wait: Annotated[bool, typer.Option(help="Follow the operation until it ends")] = False,
     output: OutputOption = Output.TEXT,
@@ -136,9 +173,40 @@ def failover(
     dry_run: Annotated[bool, typer.Option(help="Plan and record, recover nothing")] = False,
     requested_by: Annotated[str | None, typer.Option(help="Operator identity")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait")] = 6 * 3600,
+    use_cached_inventory: UseCachedInventoryOption = False,
+    force: Annotated[
+        bool, typer.Option(help="Unplanned failover: accept lag over RPO / stalled replication")
+    ] = False,
+    no_reprotect: Annotated[
+        bool, typer.Option("--no-reprotect", help="Do not reverse replication afterwards")
+    ] = False,
 ) -> None:
-    """Fail a customer environment over to its DR region, wave by wave."""
+    """Fail a customer environment over to its DR region, wave by wave (or, with
+    --all-customers --region R, every customer environment of a region in outage)."""
     context: Context = ctx.obj
+    wave = operations_cmd.wave_numbers(wave, waves)
+    if all_customers or customer == ALL_CUSTOMERS:
+        operations_cmd.regional_failover(
+            ctx,
+            region,
+            environment or None,
+            yes=yes,
+            wait=wait,
+            output=output.value,
+            timeout=timeout,
+            requested_by=requested_by or getpass.getuser(),
+            approval_mode=approval,
+            wave_filter=wave,
+            dry_run=dry_run,
+            reason=reason,
+            ticket=ticket,
+            use_cached_inventory=use_cached_inventory,
+            allow_data_loss=force,
+            reprotect=not no_reprotect,
+        )
+        return
+    if not customer or not environment:
+        _fail_usage("--customer and --environment are required (or --all-customers --region R)")
     entry = _guard(context, lambda: context.resolve_scope(customer, environment))
     env = entry.environment(environment)
     if wave and any(w < 1 for w in wave):
@@ -156,12 +224,16 @@ def failover(
         customer=customer,
         environment=environment,
         operation=OperationType.FAILOVER,
+        approval_mode=approval,
         requested_by=requested_by or getpass.getuser(),
         region_map=dict(entry.regions),
         wave_filter=wave or None,
         dry_run=dry_run,
         reason=reason,
         ticket=ticket,
+        use_cached_inventory=use_cached_inventory,
+        allow_data_loss=force,
+        reprotect=not no_reprotect,
     )
     _guard(context, lambda: context.publisher().publish(Source.CLI, [request]))
     if not wait:
@@ -173,7 +245,12 @@ def failover(
                 f"follow it with `drctl watch {request.operation_id}`"
             )
         return
-    _follow(context, request.operation_id, output, timeout)
+    # Where the plan came from and how old the cache is, before the waves run (stderr).
+    planned = _guard(context, lambda: inventory_cmd.wait_for_plan(context, request.operation_id))
+    if planned is not None:
+        inventory_cmd.print_plan_notice(planned)
+    notice = inventory_cmd.plan_notice(planned) if planned is not None else None
+    _follow(context, request.operation_id, output, timeout, plan=notice)
 
 
 @app.command()
@@ -187,10 +264,14 @@ def status(
     view = _read(context, operation_id)
     if view is None:
         _fail_usage(f"unknown operation {operation_id!r}")
+    details = operations_cmd.operation_details(context, operation_id)
+    drs = _guard(context, lambda: drs_cmd.drs_section(context, view))  # teardown, re-protection
     if output is Output.JSON:
-        render.print_json(render.status_json(view))
+        render.print_json(render.status_json(view) | operations_cmd.details_json(details) | drs)
     else:
         render.print_status(view)
+        operations_cmd.print_details(details)
+        drs_cmd.print_drs_section(drs)
     _exit_for(view)
 
 
@@ -215,6 +296,9 @@ def list_operations(
     environment: EnvironmentOption,
     output: OutputOption = Output.TEXT,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    state: Annotated[
+        str | None, typer.Option(help="Only operations in this state (e.g. PAUSED)")
+    ] = None,
 ) -> None:
     """List recent operations of a customer environment, newest first."""
     from drcore.state import list_operations as query
@@ -228,6 +312,7 @@ def list_operations(
             for k in ("operation_id", "operation", "state", "created_at", "requested_by")
         }
         for item in items
+        if state is None or str(item.get("state")).upper() == state.upper()
     ]
     if output is Output.JSON:
         render.print_json(rows)
@@ -253,7 +338,13 @@ def _read(context: Context, operation_id: str) -> OperationView | None:
     return result
 
 
-def _follow(context: Context, operation_id: str, output: Output, timeout: float) -> None:
+def _follow(
+    context: Context,
+    operation_id: str,
+    output: Output,
+    timeout: float,
+    plan: dict[str, Any] | None = None,
+) -> None:
     live = output is Output.TEXT and render.err_console.is_terminal
     view = render.watch(
         lambda: _read(context, operation_id), timeout=timeout, live=live or output is Output.TEXT
@@ -261,7 +352,7 @@ def _follow(context: Context, operation_id: str, output: Output, timeout: float)
     if view is None:
         _fail_usage(f"operation {operation_id} was not accepted within {timeout:.0f} s")
     if output is Output.JSON:
-        render.print_json(render.status_json(view))
+        render.print_json(render.status_json(view) | ({"plan": plan} if plan else {}))
     else:
         render.print_status(view)
     if not view.terminal:

@@ -33,6 +33,9 @@ STATE_STYLE = {
     "PAUSED": "yellow",
     "RUNNING": "cyan",
     "RECOVERING": "cyan",
+    "PRE_HOOKS": "cyan",
+    "POST_HOOKS": "cyan",
+    "AWAITING_APPROVAL": "magenta",
 }
 
 
@@ -64,7 +67,13 @@ def print_plan(plan: Plan) -> None:
     console.print(
         f"[bold]Plan[/bold] {plan.operation} of [bold]{plan.customer}/{plan.environment}[/bold] "
         f"— {plan.resource_count} resources in {len(plan.waves)} waves, "
-        f"expected RTO ≤ {plan.expected_rto_minutes} min (source: {plan.plan_source})"
+        f"expected RTO ≤ {plan.expected_rto_minutes} min (source: {plan.plan_source}"
+        + (
+            f", cache age {plan.inventory_age_seconds // 60} min"
+            if plan.inventory_age_seconds is not None
+            else ""
+        )
+        + ")"
     )
     table = Table("Wave", "Resources", "Strategies", "RTO target", "First resources")
     for wave in plan.waves:

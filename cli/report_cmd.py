@@ -26,7 +26,8 @@ from .context import Context, UsageError
 from .report_render import to_html, to_markdown
 
 REPLAY_MARGIN = timedelta(minutes=5)
-QUIET_POLLS = 3
+QUIET_POLLS = 2
+FOREIGN_HOLD_SECONDS = 120
 
 
 class Format(StrEnum):
@@ -151,16 +152,20 @@ def _replay(context: Context, live: OperationReport, timeout: float) -> tuple[li
         messages = sqs.receive_message(
             QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
         ).get("Messages", [])
-        ours = [m for m in messages if json.loads(m["Body"]).get("replay-name") == name]
-        for message in ours:
-            bodies.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         for message in messages:
-            if message not in ours:  # another audit's event: let it go back at once
+            body = json.loads(message["Body"])
+            if body.get("replay-name") == name:
+                bodies.append(body)
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            else:
+                # Another replay's event: out of our way while we drain, back for its owner later.
                 sqs.change_message_visibility(
-                    QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                    QueueUrl=queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=FOREIGN_HOLD_SECONDS,
                 )
-        quiet = quiet + 1 if not ours else 0
+        # Done once the replay has completed and the queue has nothing more to give.
+        quiet = quiet + 1 if not messages else 0
         if state == "COMPLETED" and quiet >= QUIET_POLLS:
             return bodies, name
     raise UsageError(f"replay {name} did not finish within {timeout:.0f} s")

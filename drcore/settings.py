@@ -37,6 +37,38 @@ class Settings(BaseSettings):
     drs_batch_size: int = Field(default=100, ge=1, le=100)
     # DRS job reconciliation backoff (seconds between DescribeJobs checks).
     drs_poll_backoff: tuple[int, ...] = (5, 10, 20, 40, 60)
+    # Coordinator: approval requests go to this SNS topic (orchestration account and region).
+    approval_topic_name: str = "dr-approvals"
+    # An approval token is valid this long; then a new one is sent (never auto-approved).
+    approval_token_ttl_seconds: int = Field(default=3600, ge=60)
+    # A wave still awaiting approval after this long is notified again (escalation).
+    approval_escalation_seconds: int = Field(default=900, ge=30)
+    # Pre/post-wave hook (SSM Automation) time limit when its configuration names none.
+    hook_timeout_seconds: int = Field(default=1800, ge=10)
+    # Polling of a running hook (seconds between GetAutomationExecution checks).
+    hook_poll_backoff: tuple[int, ...] = (5, 10, 20, 40, 60)
+    # The reconciler asks again about a resource stuck in flight at most this often.
+    reconcile_recheck_seconds: int = Field(default=300, ge=10)
+    # DR-region inventory cache (discovery): table, history kept, age thresholds (seconds) and
+    # the share of a scope's resources that may vanish between two versions before it is flagged.
+    inventory_table: str = "dr-inventory"
+    inventory_history_hours: int = Field(default=24, ge=1, le=24 * 14)
+    inventory_warning_age_seconds: int = Field(default=20 * 60, ge=60)
+    inventory_critical_age_seconds: int = Field(default=30 * 60, ge=60)
+    inventory_drop_ratio: float = Field(default=0.1, gt=0.0, le=1.0)
+    # Retries (after the first try) of discovery's calls into primary regions: few, so that a
+    # regional outage is recognised in seconds and the plan falls back to the cache.
+    primary_region_retries: int = Field(default=1, ge=0, le=20)
+    # DRS: a failed launch is launched again this many times (with this backoff, seconds) before
+    # it is reported failed with DRS's own error.
+    drs_launch_retries: int = Field(default=3, ge=0, le=10)
+    drs_relaunch_backoff: tuple[int, ...] = (10, 30, 60)
+    # DRS: the janitor removes bubble-test resources older than this (seconds).
+    drs_drill_max_age_seconds: int = Field(default=8 * 3600, ge=60)
+    # DRS: quotas read from Service Quotas are kept this long (seconds) per account + region.
+    drs_quota_cache_seconds: int = Field(default=300, ge=0)
+    # DRS: checks of reverse replication, drill teardown and waiting launches (seconds apart).
+    drs_progress_backoff: tuple[int, ...] = (5, 10, 20, 40, 60)
 
 
 @lru_cache(maxsize=1)

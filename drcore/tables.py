@@ -37,13 +37,23 @@ OPERATIONS = TableSpec(
 # Powertools idempotency records.
 IDEMPOTENCY = TableSpec(logical_name="idempotency", partition_key="id", ttl_attribute="expiration")
 
-TABLES = (OPERATIONS, IDEMPOTENCY)
+# DR-region inventory cache (services/discovery/inventory.py), compressed snapshots:
+#   pk = SCOPE#<customer>#<env>   sk = CURRENT#<chunk>            the latest snapshot, no TTL
+#   pk = SCOPE#<customer>#<env>   sk = V#<version>#<chunk>        history, TTL 24 h
+#   pk = VERSION                  sk = <version>                  manifest + checks, TTL 24 h
+#   pk = STATUS                   sk = STATUS                     last attempt / success, no TTL
+INVENTORY = TableSpec(
+    logical_name="inventory", partition_key="pk", sort_key="sk", ttl_attribute="expires_at"
+)
+
+TABLES = (OPERATIONS, IDEMPOTENCY, INVENTORY)
 
 
 def table_name(spec: TableSpec, settings: Settings) -> str:
     return {
         "operations": settings.operations_table,
         "idempotency": settings.idempotency_table,
+        "inventory": settings.inventory_table,
     }[spec.logical_name]
 
 

@@ -25,6 +25,13 @@ DRS_LAUNCH_INTO_VALUE = "AllowLaunchingIntoThisInstance"
 BUBBLE_ENABLED = "bubble-test:enabled"
 BUBBLE_ID = "bubble-test:id"
 BUBBLE_TIMESTAMP = "bubble-test:timestamp"
+# On an EC2 launch template a drill switched to its bubble version: the version to restore.
+BUBBLE_RESTORE_VERSION = "bubble-test:restore-version"
+BUBBLE_TAG_KEYS = (BUBBLE_ENABLED, BUBBLE_ID, BUBBLE_TIMESTAMP, BUBBLE_RESTORE_VERSION)
+# A security group of the bubble VPC with this tag (value "drill") is what drilled servers get.
+BUBBLE_ROLE = "dr:bubble-role"
+BUBBLE_ROLE_DRILL = "drill"
+
 # Tags the orchestrator puts on DRS jobs so results can be traced to an operation without state.
 JOB_OPERATION_ID = "dr:operation-id"
 JOB_WAVE = "dr:wave"
@@ -32,6 +39,11 @@ JOB_CUSTOMER = "dr:customer"
 JOB_ENVIRONMENT = "dr:environment"
 JOB_OPERATION = "dr:operation"
 JOB_ATTEMPT = "dr:attempt"
+# DRS jobs also carry: the launch batch, which try of a failed launch, and the quota hold.
+JOB_BATCH = "dr:batch"
+JOB_LAUNCH_TRY = "dr:launch-try"
+JOB_HOLD = "dr:quota-hold"
+JOB_HOLD_SERVERS = "dr:quota-hold-servers"
 
 REQUIRED_DR_TAGS = (PRIORITY, WAVE, STRATEGY, RTO_TARGET, RPO_TARGET)
 MAX_WAVE = 100
@@ -129,3 +141,9 @@ def parse_dr_tags(tags: dict[str, str]) -> DrTags | list[TagProblem]:
 def tag_list_to_dict(tags: list[dict[str, str]] | None) -> dict[str, str]:
     """EC2/Tagging-API style `[{Key, Value}]` to a dict."""
     return {t["Key"]: t.get("Value", "") for t in tags or []}
+
+
+def bubble_network_name(customer: str, environment: str) -> str:
+    """`Name` of the isolated bubble-test VPC of a customer environment in its DR region (the
+    name the infra stack gives it; drills look it up by this name in the customer's account)."""
+    return f"dr-bubble-{customer}-{environment}"

@@ -2,23 +2,31 @@
 
 A WSGI router reads the signing service and region from each request's SigV4 credential scope
 (`Authorization: AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-2/drs/aws4_request, ...`) and
-hands `drs` and `resource-explorer-2` to the project's emulators, everything else to moto's
-server-mode application. boto3 and the AWS CLI need nothing but `AWS_ENDPOINT_URL` (or
-`endpoint_url=`) and any dummy credentials.
+hands `drs`, `resource-explorer-2` and `servicequotas` to the project's emulators, everything
+else to moto's server-mode application. boto3 and the AWS CLI need nothing but
+`AWS_ENDPOINT_URL` (or `endpoint_url=`) and any dummy credentials.
 
 Accounts are resolved exactly as moto resolves them (`MOTO_ACCOUNT_ID`, then the
 `x-moto-account-id` header, then the access key through `moto.iam.models.get_account_id_from`,
 which maps the access key of STS AssumeRole credentials to the role's account and any other key to
 123456789012), so the emulators and moto agree on who is calling.
 
-Every AWS call is counted by (signing service, operation). Admin paths under `/_sandbox/`:
+Every AWS call is counted by (signing service, operation). A regional outage (knob
+`regions_down`) fails every call signed for a region that is down, whatever the service: HTTP 503
+with AWS's generic "Service Unavailable" body, or a dropped connection (`outage_mode:
+connection`); the estate seeder is not affected. Admin paths under `/_sandbox/`:
 
     GET  /_sandbox/health                 {"status": "ok"}
     GET  /_sandbox/stats                  {"total": N, "calls": {"drs": {"StartRecovery": 2}}}
+                                          (+ "refused": calls failed by a regional outage)
     POST /_sandbox/stats/reset
     GET  /_sandbox/config                 the current knobs
     POST /_sandbox/config                 partial update of the knobs (400 names the bad key)
     POST /_sandbox/drs/source-servers     {"account", "region", "source_servers": [...]}
+    POST /_sandbox/service-quotas         {"account", "region", "service_code": "drs",
+                                           "quotas": {code or name: value}} (applied values)
+    POST /_sandbox/ssm/automation         {"account", "region", "documents": {name: {"outcomes",
+                                           "seconds", "message"}}} (how executions end)
     POST /_sandbox/reset                  clears moto and the emulators
 
 Run it with `python -m sandbox.endpoint --port 4566` (foreground until SIGTERM/SIGINT) or
@@ -28,6 +36,7 @@ in-process with `SandboxEndpoint().start(port=0)`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import io
 import json
@@ -35,6 +44,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -50,6 +60,13 @@ from werkzeug.wrappers import Request, Response
 from .emulators import Caller, ConfigError, Knobs, describe_validation_error
 from .emulators.drs import DrsEmulator, SourceServersRequest
 from .emulators.resource_explorer import ResourceExplorerEmulator
+from .emulators.service_quotas import (
+    QuotaError,
+    QuotaStore,
+    QuotaValuesRequest,
+    ServiceQuotasEmulator,
+)
+from .emulators.ssm_automation import SsmAutomationEmulator
 from .emulators.validation import RestJsonEmulator, UriMatcher
 
 log = logging.getLogger("sandbox.endpoint")
@@ -127,6 +144,9 @@ def _matcher_for(service: str) -> UriMatcher | None:
 # queue polling (Lambda's job in AWS), the estate seeder, or else the orchestration's services.
 CALLER_MARKERS = (("drctl", "operator"), ("dr-runtime", "runtime"), ("dr-seed", "seed"))
 CALLER_SERVICES = "services"
+# The estate seeder builds the world: a regional outage (`regions_down`) does not stop it.
+CALLER_SEED = "seed"
+OUTAGE_BODY = "<html><body><b>Http/1.1 Service Unavailable</b></body></html>"
 
 
 def caller_of(environ: dict[str, Any]) -> str:
@@ -141,6 +161,9 @@ class CallStats:
         self._lock = threading.Lock()
         self._calls: dict[str, dict[str, dict[str, int]]] = defaultdict(
             lambda: defaultdict(lambda: defaultdict(int))
+        )
+        self._refused: dict[str, dict[str, dict[str, dict[str, int]]]] = defaultdict(
+            lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
         )
 
     def count(self, service: str, operation: str, caller: str = CALLER_SERVICES) -> None:
@@ -166,11 +189,31 @@ class CallStats:
                     caller: {s: dict(ops) for s, ops in sorted(services.items())}
                     for caller, services in sorted(self._calls.items())
                 },
+            } | ({"refused": self._refused_locked()} if self._refused else {})
+
+    def _refused_locked(self) -> dict[str, Any]:
+        return {
+            region: {
+                caller: {s: dict(ops) for s, ops in sorted(services.items())}
+                for caller, services in sorted(callers.items())
             }
+            for region, callers in sorted(self._refused.items())
+        }
 
     def reset(self) -> None:
         with self._lock:
             self._calls.clear()
+            self._refused.clear()
+
+    def refuse(self, region: str, service: str, operation: str, caller: str) -> None:
+        """Count a call failed by a regional outage (also counted as a call)."""
+        with self._lock:
+            self._refused[region][caller][service][operation] += 1
+
+    def refused(self) -> dict[str, Any]:
+        """Calls failed by a regional outage: region -> caller -> service -> operation -> n."""
+        with self._lock:
+            return self._refused_locked()
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:
@@ -229,12 +272,19 @@ class SandboxApp:
         moto_patches.install()
         self.knobs = Knobs()
         self.stats = CallStats()
-        self.drs = DrsEmulator(self.knobs)
+        # Service Quotas and DRS share the quota values: DRS enforces what Service Quotas says.
+        self.quotas = QuotaStore()
+        self.drs = DrsEmulator(self.knobs, self.quotas)
         self.resource_explorer = ResourceExplorerEmulator(self.knobs)
-        self.emulators: dict[str, RestJsonEmulator] = {
+        self.service_quotas = ServiceQuotasEmulator(self.knobs, self.quotas)
+        self.emulators: dict[str, RestJsonEmulator | ServiceQuotasEmulator] = {
             "drs": self.drs,
             "resource-explorer-2": self.resource_explorer,
+            "servicequotas": self.service_quotas,  # signing name of service-quotas
         }
+        # SSM Automation executions (moto lacks them), routed by X-Amz-Target; other SSM: moto.
+        self.ssm_automation = SsmAutomationEmulator(self.knobs)
+        self.by_target = self.ssm_automation.targets()
         self.moto = DomainDispatcherApplication(create_backend_app)
         # DynamoDB checks a condition and writes atomically; moto does not when requests run on
         # several threads (two transactions may both pass the same condition). Serving DynamoDB
@@ -250,8 +300,14 @@ class SandboxApp:
             return self.moto(environ, start_response)
         scope = signing_scope(environ)
         service, region = scope if scope else (UNSIGNED, "")
-        self.stats.count(service, operation_name(service, environ, body), caller_of(environ))
-        emulator = self.emulators.get(service)
+        operation, caller_name = operation_name(service, environ, body), caller_of(environ)
+        self.stats.count(service, operation, caller_name)
+        if region and caller_name != CALLER_SEED and self.knobs.region_down(region):
+            self.stats.refuse(region, service, operation, caller_name)
+            return self._outage(environ, start_response)
+        emulator = self.emulators.get(service) or self.by_target.get(
+            environ.get("HTTP_X_AMZ_TARGET", "")
+        )
         if emulator is not None:
             account, access_key = resolve_account(environ)
             caller = Caller(account=account, region=region, access_key=access_key)
@@ -262,6 +318,20 @@ class SandboxApp:
         with lock:
             # The whole response is produced inside the call, so the lock covers the write.
             return list(self.moto(environ, start_response))
+
+    def _outage(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """What a client sees from a region that is down (the `regions_down` knob)."""
+        if self.knobs.config.outage_mode == "connection":
+            sock = environ.get("werkzeug.socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                # The server's write then fails as a dropped connection, which it ignores.
+                start_response("503 Service Unavailable", [("Content-Length", "0")])
+                return [b""]
+        # The generic answer of an AWS front end with nothing behind it: botocore reports it as
+        # error code "503" in every protocol, and its retry modes retry it.
+        return Response(OUTAGE_BODY, status=503, mimetype="text/html")(environ, start_response)
 
     # -- admin
 
@@ -287,6 +357,17 @@ class SandboxApp:
                     raise ConfigError(describe_validation_error(err, data)) from None
                 ids = self.drs.register_source_servers(payload)
                 return _json({"source_server_ids": ids})
+            if route == ("POST", "/_sandbox/service-quotas"):
+                data = _body_json(request)
+                try:
+                    applied = self.quotas.apply(QuotaValuesRequest.model_validate(data))
+                except ValidationError as err:
+                    raise ConfigError(describe_validation_error(err, data)) from None
+                except QuotaError as err:
+                    raise ConfigError(str(err)) from None
+                return _json({"applied": applied})
+            if route == ("POST", "/_sandbox/ssm/automation"):
+                return _json(self.ssm_automation.configure(_body_json(request)))
             if route == ("POST", "/_sandbox/reset"):
                 self.reset()
                 return _json({"status": "reset"})
@@ -298,6 +379,7 @@ class SandboxApp:
         """Clear everything: the emulators, moto (through its own reset) and the call counts."""
         for emulator in self.emulators.values():
             emulator.reset()
+        self.ssm_automation.reset()
         response = Client(self.moto).post("/moto-api/reset")
         if response.status_code != 200:
             raise RuntimeError(f"moto reset answered {response.status_code}")
@@ -306,6 +388,7 @@ class SandboxApp:
 
     def close(self) -> None:
         self.drs.close()
+        self.ssm_automation.close()
 
 
 def _body_json(request: Request) -> Any:

@@ -4,6 +4,7 @@
 regions: {us-east-1: us-east-2}          # primary -> DR
 timing: {drs_launch_seconds: [2, 6]}      # emulated durations, seeded RNG
 faults: {drs_launch_failure_rate: 0, throttle_rate: 0, drop_native_event_rate: 0}
+# faults may also take a region down: {regions_down: [us-east-1]} (see SandboxConfig)
 customers:
   - name: acme
     account: "111111111111"
@@ -18,7 +19,13 @@ customers:
         eks_clusters: [{name: acme-prod-eks, wave: 3}]
         sql_ags: [{name: acme-prod-ag, wave: 2}]
         efs: [{name: acme-prod-files, wave: 2}]
+        hooks: {pre_wave: {outcomes: [Failed, Success], seconds: 1}, post_wave: {waves: [2]}}
 ```
+
+- `hooks` makes pre/post-wave SSM Automation hooks for the environment: a document
+  `<customer>-<environment>-pre-wave` (or `-post-wave`) in the customer's account and DR region,
+  the hook configuration in Parameter Store, and how the emulated executions end (`outcomes` of
+  successive runs, the last repeating; `seconds` each; `message` on failure; `waves`).
 
 - `generate: {servers: N, waves: W}` makes N servers over W waves: wave 1 small and critical
   (AD and DNS first), then databases (high), application tiers (medium) and the web tier (low) in
@@ -36,6 +43,12 @@ customers:
   IP keeps the last two octets and moves the second octet by 100: 10.1.10.23 -> 10.101.10.23.
 - `eks_clusters`, `sql_ags` and `efs` are accepted as lists of mappings with at least `name` and
   `wave` (other keys are kept); the seeder does not create them yet (their modules come later).
+- Every environment gets a bubble-test network in the DR region unless `bubble_network: false`:
+  an isolated VPC `dr-bubble-<customer>-<environment>` mirroring the customer's /16 (drilled
+  servers keep their IPs; nothing routes out) and a security group tagged `dr:bubble-role=drill`.
+- `quotas: {drs: {servers_per_job: 5, concurrent_jobs: 2, servers_in_active_jobs: 8}}` sets the
+  DRS quotas (Service Quotas applied values, enforced by the DRS emulator) of every account in
+  every region of the estate; unset ones keep the AWS defaults (100, 20, 500).
 
 `load_estate(path)` raises `EstateError` whose message names the file, the line, the key path
 (e.g. `customers[0].environments[0].servers[3].ip`) and the bad value.
@@ -52,7 +65,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 Priority = Literal["critical", "high", "medium", "low"]
@@ -141,6 +162,25 @@ class Component(BaseModel):
     wave: int = Field(ge=1)
 
 
+HookOutcome = Literal["Success", "Failed", "TimedOut", "Cancelled"]
+
+
+class HookBehaviour(_Model):
+    """One pre- or post-wave hook of an environment, as the sandbox runs it (SSM Automation):
+    `outcomes` of its successive executions (the last repeats), how long each takes, the failure
+    message, and the waves it applies to (default: every wave)."""
+
+    outcomes: list[HookOutcome] = Field(default=["Success"], min_length=1)
+    seconds: float = Field(default=1.0, ge=0, le=3600)
+    message: str | None = None
+    waves: list[int] | None = None
+
+
+class Hooks(_Model):
+    pre_wave: HookBehaviour | None = None
+    post_wave: HookBehaviour | None = None
+
+
 class Environment(_Model):
     name: str = Field(pattern=NAME_PATTERN)
     production: bool | None = None
@@ -149,6 +189,10 @@ class Environment(_Model):
     eks_clusters: list[Component] = Field(default_factory=list)
     sql_ags: list[Component] = Field(default_factory=list)
     efs: list[Component] = Field(default_factory=list)
+    # Pre/post-wave hooks (`sandbox.emulators.ssm_automation.seed_hooks` creates them).
+    hooks: Hooks | None = None
+    # An isolated VPC in the DR region for bubble-test drills (see the module docstring).
+    bubble_network: bool = True
 
     @property
     def is_production(self) -> bool:
@@ -178,10 +222,40 @@ class Timing(_Model):
         return value
 
 
+class DrsQuotas(_Model):
+    """DRS quotas (Service Quotas applied values); None keeps the AWS default."""
+
+    servers_per_job: int | None = Field(default=None, ge=1, le=100)
+    concurrent_jobs: int | None = Field(default=None, ge=1)
+    servers_in_active_jobs: int | None = Field(default=None, ge=1)
+
+
+class Quotas(_Model):
+    drs: DrsQuotas = Field(default_factory=DrsQuotas)
+
+
 class Faults(_Model):
     drs_launch_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     throttle_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     drop_native_event_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Regions whose APIs are down (every call to them fails; the seeder is not affected). Left
+    # out of the dump when empty, like the sandbox knob of the same name.
+    regions_down: list[str] = Field(default_factory=list)
+
+    @field_validator("regions_down")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        for region in value:
+            if region not in known_regions():
+                raise ValueError(f"{region!r} is not an AWS region")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_outage(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not self.regions_down:
+            data.pop("regions_down", None)
+        return data
 
 
 @dataclass(frozen=True)
@@ -212,6 +286,7 @@ class Estate(_Model):
     timing: Timing = Field(default_factory=Timing)
     faults: Faults = Field(default_factory=Faults)
     customers: list[Customer] = Field(min_length=1)
+    quotas: Quotas = Field(default_factory=Quotas)
 
     def servers(self) -> list[EstateServer]:
         """Every concrete server of every customer and environment (generated + explicit)."""

@@ -116,6 +116,8 @@ def build_orchestration(
         )["ArchiveArn"]
 
     _build_audit_destination(events, sqs, settings)
+    # Approval requests (the coordinator publishes to it; operators subscribe).
+    _client("sns", endpoint_url, region).create_topic(Name=settings.approval_topic_name)
     queue_urls: dict[str, str] = {}
     dlq_urls: dict[str, str] = {}
     queue_arns: dict[str, str] = {}

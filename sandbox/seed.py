@@ -16,7 +16,12 @@ For each customer:
   - DRS source servers in the DR region (`POST /_sandbox/drs/source-servers`, the way the agent
     registers them: awsInstanceID = the primary instance);
   - Resource Explorer: a LOCAL index in the primary region, an AGGREGATOR index, a view that
-    includes the `tags` property and is the default view, in the DR region.
+    includes the `tags` property and is the default view, in the DR region;
+  - per environment (unless `bubble_network: false`), the bubble-test network in the DR region:
+    an isolated VPC `dr-bubble-<customer>-<environment>` mirroring the customer's /16 (no
+    internet gateway, no peering: the local route only), one subnet, and a security group
+    tagged `dr:bubble-role=drill` for the drilled servers (counted apart: `bubble_networks`).
+- the estate's `quotas` go to `POST /_sandbox/service-quotas` for every account and region.
 - the estate's `timing` and `faults` go to `POST /_sandbox/config`.
 
 Idempotent: seeding the same estate again creates nothing new. Existing VPCs, subnets and
@@ -44,7 +49,7 @@ from botocore.exceptions import ClientError
 from drcore import tags as tagnames
 from drcore.registry import CustomerEntry, EnvironmentEntry, parameter_name
 
-from .estate import Customer, Estate, EstateServer, customer_network, dr_ip
+from .estate import Customer, Environment, Estate, EstateServer, customer_network, dr_ip
 
 DEFAULT_IMAGE = "ami-12c6146b"
 WORKLOAD_ROLE = "dr-orchestrator-workload"
@@ -67,6 +72,8 @@ class SeedSummary:
     source_servers: int = 0
     indexes: int = 0
     views: int = 0
+    # Bubble-test networks created (VPC + subnet + security group), apart from `counts()`.
+    bubble_networks: int = 0
 
     _COUNTS = (
         "registry_parameters",
@@ -82,6 +89,7 @@ class SeedSummary:
 
     def add(self, other: SeedSummary) -> None:
         self.customers.extend(other.customers)
+        self.bubble_networks += other.bubble_networks
         for name in self._COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -258,6 +266,9 @@ class _Seeder:
         vpc_name = f"{customer.name}-dr-sandbox"
         subnet_primary = self.network(ec2_primary, vpc_name, str(net), f"{primary}a", summary)
         subnet_dr = self.network(ec2_dr, vpc_name, str(dr_net), f"{dr}a", summary)
+        for env in customer.environments:
+            if env.bubble_network:
+                self.bubble_network(ec2_dr, customer, env, str(net), f"{dr}a", summary)
 
         have_primary = self.existing(ec2_primary, customer.name)
         have_dr = self.existing(ec2_dr, customer.name)
@@ -311,6 +322,74 @@ class _Seeder:
             summary.source_servers += len(answer["source_server_ids"])
         self.resource_explorer(session, primary, dr, summary)
         return summary
+
+    def bubble_network(
+        self,
+        ec2: Any,
+        customer: Customer,
+        env: Environment,
+        cidr: str,
+        zone: str,
+        summary: SeedSummary,
+    ) -> None:
+        """The isolated drill VPC of an environment: same CIDR as production (drilled servers
+        keep their IPs), the local route only, and the drill security group."""
+        name = tagnames.bubble_network_name(customer.name, env.name)
+        tags = [
+            {"Key": tagnames.NAME, "Value": name},
+            {"Key": tagnames.CUSTOMER, "Value": customer.name},
+            {"Key": tagnames.ENVIRONMENT, "Value": env.name},
+        ]
+        found = ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [name]}])["Vpcs"]
+        if found:
+            return
+        vpc_id = ec2.create_vpc(
+            CidrBlock=cidr, TagSpecifications=[{"ResourceType": "vpc", "Tags": tags}]
+        )["Vpc"]["VpcId"]
+        ec2.create_subnet(
+            VpcId=vpc_id,
+            CidrBlock=cidr,
+            AvailabilityZone=zone,
+            TagSpecifications=[{"ResourceType": "subnet", "Tags": tags}],
+        )
+        ec2.create_security_group(
+            GroupName=f"{name}-drill",
+            Description=f"Drilled servers of {customer.name}/{env.name}, inside the bubble only",
+            VpcId=vpc_id,
+            TagSpecifications=[
+                {
+                    "ResourceType": "security-group",
+                    "Tags": [
+                        *tags,
+                        {"Key": tagnames.BUBBLE_ROLE, "Value": tagnames.BUBBLE_ROLE_DRILL},
+                    ],
+                }
+            ],
+        )
+        summary.bubble_networks += 1
+
+    def quotas(self) -> None:
+        """The estate's DRS quotas, as applied values, in every account and region it uses."""
+        drs = self.estate.quotas.drs
+        values = {
+            code: value
+            for code, value in (
+                ("MaxSourceServersInJob", drs.servers_per_job),
+                ("MaxConcurrentJobs", drs.concurrent_jobs),
+                ("MaxSourceServersInAllActiveJobs", drs.servers_in_active_jobs),
+            )
+            if value is not None
+        }
+        if not values:
+            return
+        regions = {r for pair in self.estate.regions.items() for r in pair}
+        for account in sorted({c.account for c in self.estate.customers}):
+            for region in sorted(regions):
+                _post(
+                    self.url,
+                    "/_sandbox/service-quotas",
+                    {"account": account, "region": region, "service_code": "drs", "quotas": values},
+                )
 
     @staticmethod
     def twin_tags(server: EstateServer) -> dict[str, str]:
@@ -384,6 +463,7 @@ class _Seeder:
             **self.estate.faults.model_dump(),
         }
         _post(self.url, "/_sandbox/config", config)
+        self.quotas()
         ssm = self.client(self.orchestration, "ssm", self.region)
         for customer in self.estate.customers:
             ssm.put_parameter(

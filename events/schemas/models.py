@@ -17,14 +17,18 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from .names import (
     ALL_CUSTOMERS,
     RESULT_SOURCES,
+    ApprovalDecision,
     ApprovalMode,
+    ApprovalRefusalCode,
     DetailType,
+    HookPhase,
     OperationType,
     PlanSource,
     Priority,
     ResumeMode,
     Source,
     Strategy,
+    TeardownTrigger,
 )
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -85,6 +89,11 @@ class OperationRequested(Detail):
     allow_data_loss: bool = False
     reason: str | None = Field(default=None, max_length=1024)
     ticket: str | None = Field(default=None, max_length=128)
+    # bubble-test: keep the drill's recovery instances for manual validation (`drctl drill
+    # cleanup` removes them later; the janitor after its age limit).
+    keep_drill_resources: bool = False
+    # failover / failback: protect what was recovered by reversing replication at the end.
+    reprotect: bool = True
 
 
 class OperationCancelRequested(Detail):
@@ -372,3 +381,217 @@ class EventEnvelope(BaseModel):
 
 
 ResultKind = Literal["recovered", "failed"]
+
+
+# --- coordinator: approvals, hooks, pause/resume, reconciliation, regional fan-out -----------
+
+
+class ApprovalRefused(Detail):
+    """An `ApprovalGranted` / `ApprovalRejected` the coordinator refused (wrong, reused or expired
+    token, or a scope that does not match the wave awaiting approval). Nothing changed."""
+
+    DETAIL_TYPE = DetailType.APPROVAL_REFUSED
+    SOURCES = (Source.COORDINATOR,)
+
+    wave: int = Field(ge=1)
+    decision: ApprovalDecision
+    approver: str
+    code: ApprovalRefusalCode
+    reason: str
+
+
+class HookStarted(Detail):
+    """A pre- or post-wave SSM Automation hook was started in the workload account."""
+
+    DETAIL_TYPE = DetailType.HOOK_STARTED
+    SOURCES = (Source.COORDINATOR,)
+
+    wave: int = Field(ge=1)
+    phase: HookPhase
+    attempt: int = Field(ge=1)
+    document_name: str
+    execution_id: str
+    account: str = Field(pattern=r"^\d{12}$")
+    region: str
+    started_at: AwareDatetime
+
+
+class HookFinished(Detail):
+    """A hook ended; `succeeded` False (Failed, TimedOut, Cancelled) fails its wave."""
+
+    DETAIL_TYPE = DetailType.HOOK_FINISHED
+    SOURCES = (Source.COORDINATOR,)
+
+    wave: int = Field(ge=1)
+    phase: HookPhase
+    attempt: int = Field(ge=1)
+    document_name: str
+    execution_id: str | None = Field(default=None, description="None: SSM refused to start it")
+    status: str
+    succeeded: bool
+    started_at: AwareDatetime
+    ended_at: AwareDatetime
+    duration_seconds: float = Field(ge=0)
+    failure_message: str | None = None
+
+
+class OperationResumed(Detail):
+    """A paused operation goes on: its failed wave is retried (only what failed) or its failures
+    are accepted (skip-failed)."""
+
+    DETAIL_TYPE = DetailType.OPERATION_RESUMED
+    SOURCES = (Source.COORDINATOR,)
+
+    wave: int = Field(ge=1)
+    mode: ResumeMode
+    requested_by: str
+    attempt: int = Field(ge=1)
+
+
+class ResourceCheckRequested(Detail):
+    """The reconciler asks the service owning `strategy` to re-check resources that are in flight
+    longer than expected and to publish their result again (`ResourceRecovered` /
+    `ResourceRecoveryFailed`) if it has one. Duplicated results are harmless: the coordinator
+    counts each resource once. Split into numbered parts like `WaveStarted`."""
+
+    DETAIL_TYPE = DetailType.RESOURCE_CHECK_REQUESTED
+    SOURCES = (Source.COORDINATOR,)
+
+    wave: int = Field(ge=1)
+    strategy: Strategy
+    attempt: int = Field(default=1, ge=1)
+    part: int = Field(ge=1)
+    part_count: int = Field(ge=1)
+    resources: list[ResourceRef] = Field(min_length=1)
+    in_flight_since: AwareDatetime
+    reason: str
+
+
+class ChildOperation(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    operation_id: str = Field(pattern=OPERATION_ID_PATTERN)
+    customer: str = Field(pattern=NAME_PATTERN)
+    environment: str = Field(pattern=NAME_PATTERN)
+
+
+class RegionalOperationStarted(Detail):
+    """A regional request (customer `*`) became one operation per customer + environment of the
+    region; they run concurrently, each with its own lock, plan, waves and approvals."""
+
+    DETAIL_TYPE = DetailType.REGIONAL_OPERATION_STARTED
+    SOURCES = (Source.COORDINATOR,)
+
+    region_map: dict[str, str]
+    children: list[ChildOperation]
+
+
+COORDINATOR_DETAILS: tuple[type[Detail], ...] = (
+    ApprovalRefused,
+    HookStarted,
+    HookFinished,
+    OperationResumed,
+    ResourceCheckRequested,
+    RegionalOperationStarted,
+)
+CATALOG = (*CATALOG, *COORDINATOR_DETAILS)
+MODEL_BY_DETAIL_TYPE.update({m.DETAIL_TYPE.value: m for m in COORDINATOR_DETAILS})
+
+
+class SsmAutomationStatusChange(BaseModel):
+    """`detail` of the native `aws.ssm` "EC2 Automation Execution Status-change Notification"."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    execution_id: str = Field(alias="ExecutionId")
+    definition: str = Field(default="", alias="Definition")
+    status: str = Field(alias="Status")
+
+
+# --- drs: bubble-test teardown and re-protection (reverse replication) ------------------------
+
+
+class DrillCleanupRequested(Detail):
+    """Remove what a bubble-test drill kept with `--keep` (`drctl drill cleanup OP`)."""
+
+    DETAIL_TYPE = DetailType.DRILL_CLEANUP_REQUESTED
+    SOURCES = (Source.CLI,)
+
+    requested_by: str = Field(min_length=1, max_length=256)
+    reason: str | None = Field(default=None, max_length=1024)
+
+
+class DrillTeardownCompleted(Detail):
+    """Every recovery instance the drill launched is terminated (TerminateRecoveryInstances jobs
+    completed) and the launch settings the drill changed are restored."""
+
+    DETAIL_TYPE = DetailType.DRILL_TEARDOWN_COMPLETED
+    SOURCES = (Source.DRS,)
+
+    trigger: TeardownTrigger
+    terminated: int = Field(ge=0)
+    recovery_instance_ids: list[str] = Field(default_factory=list)
+    terminate_job_ids: list[str] = Field(default_factory=list)
+    templates_restored: int = Field(default=0, ge=0)
+    started_at: AwareDatetime
+    completed_at: AwareDatetime
+    duration_seconds: float = Field(ge=0)
+
+
+class DrillResourcesKept(Detail):
+    """The drill ended with `--keep`: its recovery instances stay for manual validation until
+    `drctl drill cleanup` or, at `expires_at` at the latest, the janitor removes them."""
+
+    DETAIL_TYPE = DetailType.DRILL_RESOURCES_KEPT
+    SOURCES = (Source.DRS,)
+
+    recovery_instance_ids: list[str]
+    expires_at: AwareDatetime
+
+
+class ReprotectFailure(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    resource_id: str
+    code: str
+    error: str
+
+
+class ReprotectStarted(Detail):
+    """Replication reversed for what the operation recovered: after a failover the recovery
+    instances replicate back to the primary region (ready for failback); after a failback the
+    restored servers replicate to the DR region again (ready for the next failover)."""
+
+    DETAIL_TYPE = DetailType.REPROTECT_STARTED
+    SOURCES = (Source.DRS,)
+
+    target_region: str
+    servers: int = Field(ge=0)
+    failures: list[ReprotectFailure] = Field(default_factory=list)
+    started_at: AwareDatetime
+
+
+class ReprotectCompleted(Detail):
+    """Every reversed replication reached CONTINUOUS, or the checks gave up on the servers in
+    `not_continuous`."""
+
+    DETAIL_TYPE = DetailType.REPROTECT_COMPLETED
+    SOURCES = (Source.DRS,)
+
+    target_region: str
+    continuous: int = Field(ge=0)
+    not_continuous: list[str] = Field(default_factory=list)
+    started_at: AwareDatetime
+    completed_at: AwareDatetime
+    duration_seconds: float = Field(ge=0)
+
+
+DRS_DETAILS: tuple[type[Detail], ...] = (
+    DrillCleanupRequested,
+    DrillTeardownCompleted,
+    DrillResourcesKept,
+    ReprotectStarted,
+    ReprotectCompleted,
+)
+CATALOG = (*CATALOG, *DRS_DETAILS)
+MODEL_BY_DETAIL_TYPE.update({m.DETAIL_TYPE.value: m for m in DRS_DETAILS})

@@ -38,6 +38,19 @@ class DetailType(StrEnum):
     RESOURCE_RECOVERY_STARTED = "ResourceRecoveryStarted"
     RESOURCE_RECOVERED = "ResourceRecovered"
     RESOURCE_RECOVERY_FAILED = "ResourceRecoveryFailed"
+    # Coordinator: approvals, hooks, pause/resume, reconciliation, regional fan-out.
+    APPROVAL_REFUSED = "ApprovalRefused"
+    HOOK_STARTED = "HookStarted"
+    HOOK_FINISHED = "HookFinished"
+    OPERATION_RESUMED = "OperationResumed"
+    RESOURCE_CHECK_REQUESTED = "ResourceCheckRequested"
+    REGIONAL_OPERATION_STARTED = "RegionalOperationStarted"
+    # DRS: bubble-test teardown and re-protection (reverse replication).
+    DRILL_CLEANUP_REQUESTED = "DrillCleanupRequested"
+    DRILL_TEARDOWN_COMPLETED = "DrillTeardownCompleted"
+    DRILL_RESOURCES_KEPT = "DrillResourcesKept"
+    REPROTECT_STARTED = "ReprotectStarted"
+    REPROTECT_COMPLETED = "ReprotectCompleted"
 
 
 class NativeDetailType(StrEnum):
@@ -98,3 +111,37 @@ class PlanSource(StrEnum):
 
 
 ALL_CUSTOMERS = "*"
+
+# A regional request (customer `*`) with this environment fails over every environment of every
+# customer in the region; any other environment name selects that environment of each customer.
+ALL_ENVIRONMENTS = "all"
+
+
+class HookPhase(StrEnum):
+    """When a wave's SSM Automation hook runs."""
+
+    PRE_WAVE = "pre-wave"
+    POST_WAVE = "post-wave"
+
+
+class ApprovalDecision(StrEnum):
+    GRANTED = "granted"
+    REJECTED = "rejected"
+
+
+class ApprovalRefusalCode(StrEnum):
+    """Why an approval or rejection was refused (and logged)."""
+
+    TOKEN_MISMATCH = "TOKEN_MISMATCH"
+    TOKEN_REUSED = "TOKEN_REUSED"
+    TOKEN_EXPIRED = "TOKEN_EXPIRED"
+    SCOPE_MISMATCH = "SCOPE_MISMATCH"
+    NOT_AWAITING_APPROVAL = "NOT_AWAITING_APPROVAL"
+
+
+class TeardownTrigger(StrEnum):
+    """What tore a bubble-test drill down."""
+
+    OPERATION_END = "operation-end"  # the drill operation ended (completed, failed, cancelled)
+    CLEANUP_REQUEST = "cleanup-request"  # `drctl drill cleanup` after `--keep`
+    JANITOR = "janitor"  # the scheduled janitor: drill resources older than the limit

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,10 @@ class Caller:
     account: str
     region: str
     access_key: str = ""
+
+
+OutageMode = Literal["unavailable", "connection"]
+REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 
 
 class SandboxConfig(BaseModel):
@@ -41,6 +54,33 @@ class SandboxConfig(BaseModel):
     drop_native_event_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     # Seed of the RNG behind every draw above.
     seed: int = 0
+    # Regional outage: every call signed for one of these regions fails, for moto's services and
+    # the emulators alike, as during a regional outage (the estate seeder, which builds the
+    # world, is not affected). Both outage keys appear in the dump only while a region is down.
+    regions_down: tuple[str, ...] = ()
+    # How such a call fails: "unavailable" answers HTTP 503 with the generic body AWS front ends
+    # send ("Service Unavailable"); "connection" drops the connection without an answer.
+    outage_mode: OutageMode = "unavailable"
+
+    @field_validator("regions_down", mode="before")
+    @classmethod
+    def _region_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list | tuple):
+            for item in value:
+                if not (isinstance(item, str) and REGION_NAME.match(item)):
+                    raise ValueError(f"{item!r} is not a region name")
+            return tuple(sorted(set(value)))
+        return value
+
+    @model_serializer(mode="wrap")
+    def _omit_outage_when_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not self.regions_down:
+            data.pop("regions_down", None)
+            data.pop("outage_mode", None)
+        return data
 
     @field_validator("drs_launch_seconds")
     @classmethod
@@ -141,3 +181,7 @@ class Knobs:
 
     def drop_native_event(self) -> bool:
         return self.chance(self.config.drop_native_event_rate)
+
+    def region_down(self, region: str) -> bool:
+        """Whether calls signed for `region` fail (the `regions_down` knob)."""
+        return region in self.config.regions_down

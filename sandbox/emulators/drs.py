@@ -7,14 +7,27 @@ the semantics follow the DRS user guide (see AWS-FACTS.md):
 - `StartRecovery` creates a LAUNCH job (PENDING -> STARTED -> COMPLETED; jobs never FAIL): each
   participating server goes PENDING -> IN_PROGRESS -> LAUNCHED | FAILED after a duration drawn
   from the seeded RNG (`drs_launch_seconds`), failing with probability `drs_launch_failure_rate`.
-  At most 100 servers per job (the model allows 200), 20 concurrent jobs and 500 servers in
-  active jobs per account+region (ServiceQuotaExceededException); a server already in an active
-  job answers ConflictException.
+  The quotas are those Service Quotas answers for the account+region (`QuotaStore`, shared with
+  the Service Quotas emulator; defaults 100 servers per job - the model allows 200 -, 20
+  concurrent jobs, 500 servers in active jobs): beyond them ServiceQuotaExceededException (402),
+  and `quota_usage()` keeps the peaks admitted and the refusals. A server already in an active
+  job answers ConflictException. `isDrill` makes a drill job (START_DRILL, drill recovery
+  instances), launched with the same launch settings as a recovery.
 - Launch into instance: with `launchIntoInstanceProperties.launchIntoEC2InstanceID`, the launch
-  uses that EC2 instance (moto, same account, DR region). It must carry the tag
+  uses that EC2 instance (moto, same account and region). It must carry the tag
   `AWSDRS=AllowLaunchingIntoThisInstance` (else that server's launch FAILS with a rawError); it is
   started (launchDisposition STARTED) and keeps its own private IP. Otherwise a new EC2 instance
-  is run in moto. The recovery instance ID is the EC2 instance ID.
+  is run in moto from the default version of the server's EC2 launch template (a real one,
+  created with the source server): its subnet and security groups, its instance tags (plus the
+  source server's tags with copyTags), the source IP with copyPrivateIp (which must lie in the
+  subnet). The recovery instance ID is the EC2 instance ID. Terminating a recovery instance
+  frees its private IP (EC2 does; moto keeps it taken).
+- `ReverseReplication(recoveryInstanceID)` (servers that originate in another region of the
+  account): the recovery instance becomes the source of a source server in the origin region
+  (replicationDirection FAILBACK after a failover; the original one again after a failback,
+  matched through `reversedDirectionSourceServerArn`, which both servers then name), whose
+  replication goes INITIATING -> INITIAL_SYNC -> CONTINUOUS over one drawn duration; the
+  replication of the reversed server stops (STOPPED). Drill recovery instances are refused.
 - When a server's launch ends, the native event "DRS Source Server Launch Result" goes to the
   DEFAULT bus of that account+region (moto's events backend, so rules route it), dropped with
   probability `drop_native_event_rate` (EventBridge delivery of AWS events is best effort).
@@ -44,13 +57,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from drcore import tags as tagnames
 
 from . import Caller, Knobs
+from .service_quotas import (
+    DRS_MAX_CONCURRENT_JOBS,
+    DRS_MAX_SERVERS_IN_ACTIVE_JOBS,
+    DRS_MAX_SERVERS_PER_JOB,
+    QuotaStore,
+)
 from .validation import RestJsonEmulator, ServiceError, iso_now, operation
 
 log = logging.getLogger("sandbox.emulators.drs")
 
-MAX_SERVERS_PER_JOB = 100
-MAX_CONCURRENT_JOBS = 20
-MAX_SERVERS_IN_ACTIVE_JOBS = 500
+# Defaults; the values DRS holds an account + region to come from Service Quotas (QuotaStore).
+MAX_SERVERS_PER_JOB = int(DRS_MAX_SERVERS_PER_JOB.default)
+MAX_CONCURRENT_JOBS = int(DRS_MAX_CONCURRENT_JOBS.default)
+MAX_SERVERS_IN_ACTIVE_JOBS = int(DRS_MAX_SERVERS_IN_ACTIVE_JOBS.default)
 PAGE_SIZE_DEFAULT = 1000
 LAUNCH_RESULT_DETAIL_TYPE = "DRS Source Server Launch Result"
 NATIVE_SOURCE = "aws.drs"
@@ -263,12 +283,14 @@ class LaunchFailure(Exception):
 class DrsEmulator(RestJsonEmulator):
     service_name = "drs"
 
-    def __init__(self, knobs: Knobs) -> None:
+    def __init__(self, knobs: Knobs, quotas: QuotaStore | None = None) -> None:
         super().__init__(knobs)
+        self.quotas = quotas or QuotaStore()
         self._lock = threading.RLock()
         self._state: dict[tuple[str, str], _RegionState] = {}
         self._scheduler = Scheduler()
         self._generation = 0
+        self._usage: dict[tuple[str, str], dict[str, int]] = {}
 
     # -- lifecycle
 
@@ -277,6 +299,7 @@ class DrsEmulator(RestJsonEmulator):
             self._generation += 1
             self._state.clear()
             self._scheduler.clear()
+            self._usage.clear()
 
     def close(self) -> None:
         self._scheduler.stop()
@@ -329,20 +352,40 @@ class DrsEmulator(RestJsonEmulator):
                 record = self._source_server_record(payload, spec, sid, existing)
                 state.servers[sid] = record
                 if sid not in state.launch_configs:
-                    state.launch_configs[sid] = {
-                        "sourceServerID": sid,
-                        "name": spec.hostname[:128],
-                        "ec2LaunchTemplateID": f"lt-{_hex17()}",
-                        "launchDisposition": "STARTED",
-                        "targetInstanceTypeRightSizingMethod": "BASIC",
-                        "copyPrivateIp": False,
-                        "copyTags": False,
-                        "licensing": {"osByol": True},
-                        "postLaunchEnabled": False,
-                    }
+                    state.launch_configs[sid] = self._new_launch_config(
+                        payload.account,
+                        payload.region,
+                        sid,
+                        spec.hostname,
+                        spec.recommended_instance_type,
+                    )
                 by_instance[spec.instance_id] = sid
                 ids.append(sid)
         return ids
+
+    @staticmethod
+    def _new_launch_config(
+        account: str, region: str, sid: str, hostname: str, instance_type: str
+    ) -> dict[str, Any]:
+        """The launch settings DRS creates with a source server, and its EC2 launch template
+        (a real one, in the recovery region: a standard launch uses its default version)."""
+        template = _ec2_backend(account, region).create_launch_template(
+            f"drs-launch-template-{sid}",
+            f"AWS Elastic Disaster Recovery launch template of {sid}",
+            {"InstanceType": instance_type},
+            {},
+        )
+        return {
+            "sourceServerID": sid,
+            "name": hostname[:128],
+            "ec2LaunchTemplateID": template.id,
+            "launchDisposition": "STARTED",
+            "targetInstanceTypeRightSizingMethod": "BASIC",
+            "copyPrivateIp": False,
+            "copyTags": False,
+            "licensing": {"osByol": True},
+            "postLaunchEnabled": False,
+        }
 
     def _source_server_record(
         self,
@@ -453,35 +496,62 @@ class DrsEmulator(RestJsonEmulator):
             item["eventData"] = data
         job.log.append(item)
 
-    def _quota_check(self, state: _RegionState, count: int) -> None:
-        if count > MAX_SERVERS_PER_JOB:
-            raise ServiceError(
+    def quota_limits(self, account: str, region: str) -> tuple[int, int, int]:
+        """(servers per job, concurrent jobs, servers in all active jobs) of an account + region:
+        the values Service Quotas answers for it."""
+        return (
+            self.quotas.value(account, region, DRS_MAX_SERVERS_PER_JOB),
+            self.quotas.value(account, region, DRS_MAX_CONCURRENT_JOBS),
+            self.quotas.value(account, region, DRS_MAX_SERVERS_IN_ACTIVE_JOBS),
+        )
+
+    def _quota_check(self, caller: Caller, state: _RegionState, count: int) -> None:
+        per_job, concurrent, in_all = self.quota_limits(caller.account, caller.region)
+        active = self._active_jobs(state)
+        in_jobs = len(self._busy_servers(state))
+        refusal: ServiceError | None = None
+        if count > per_job:
+            refusal = ServiceError(
                 "ServiceQuotaExceededException",
                 f"Request contains {count} source servers; a single job can launch at most "
-                f"{MAX_SERVERS_PER_JOB}.",
+                f"{per_job}.",
                 serviceCode="drs",
                 resourceType="SOURCE_SERVER",
-                quotaCode="MaxSourceServersInJob",
+                quotaCode=DRS_MAX_SERVERS_PER_JOB.code,
             )
-        active = self._active_jobs(state)
-        if len(active) >= MAX_CONCURRENT_JOBS:
-            raise ServiceError(
+        elif len(active) >= concurrent:
+            refusal = ServiceError(
                 "ServiceQuotaExceededException",
-                f"{len(active)} jobs are active; at most {MAX_CONCURRENT_JOBS} may run at once.",
+                f"{len(active)} jobs are active; at most {concurrent} may run at once.",
                 serviceCode="drs",
                 resourceType="JOB",
-                quotaCode="MaxConcurrentJobs",
+                quotaCode=DRS_MAX_CONCURRENT_JOBS.code,
             )
-        in_jobs = len(self._busy_servers(state))
-        if in_jobs + count > MAX_SERVERS_IN_ACTIVE_JOBS:
-            raise ServiceError(
+        elif in_jobs + count > in_all:
+            refusal = ServiceError(
                 "ServiceQuotaExceededException",
                 f"{in_jobs} source servers are in active jobs; adding {count} would exceed "
-                f"{MAX_SERVERS_IN_ACTIVE_JOBS}.",
+                f"{in_all}.",
                 serviceCode="drs",
                 resourceType="SOURCE_SERVER",
-                quotaCode="MaxSourceServersInAllActiveJobs",
+                quotaCode=DRS_MAX_SERVERS_IN_ACTIVE_JOBS.code,
             )
+        usage = self._usage.setdefault(
+            (caller.account, caller.region),
+            {"peak_jobs": 0, "peak_servers_in_jobs": 0, "largest_job": 0, "refusals": 0},
+        )
+        if refusal is not None:
+            usage["refusals"] += 1
+            raise refusal
+        usage["peak_jobs"] = max(usage["peak_jobs"], len(active) + 1)
+        usage["peak_servers_in_jobs"] = max(usage["peak_servers_in_jobs"], in_jobs + count)
+        usage["largest_job"] = max(usage["largest_job"], count)
+
+    def quota_usage(self) -> dict[str, dict[str, int]]:
+        """Per "account/region": the peaks of concurrent jobs, servers in active jobs and job
+        size this emulator admitted, and how many requests it refused over a quota."""
+        with self._lock:
+            return {f"{a}/{r}": dict(u) for (a, r), u in sorted(self._usage.items())}
 
     # -- source servers and launch configuration
 
@@ -588,7 +658,6 @@ class DrsEmulator(RestJsonEmulator):
     def start_recovery(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
         state = self._region(caller.account, caller.region)
         wanted = [entry["sourceServerID"] for entry in params["sourceServers"]]
-        self._quota_check(state, len(wanted))
         problems: list[tuple[str, str, str]] = []
         seen: set[str] = set()
         for index, sid in enumerate(wanted):
@@ -619,6 +688,7 @@ class DrsEmulator(RestJsonEmulator):
                     resourceId=sid,
                     resourceType="SOURCE_SERVER",
                 )
+        self._quota_check(caller, state, len(wanted))
         drill = bool(params.get("isDrill"))
         job = self._new_job(
             caller,
@@ -853,23 +923,48 @@ class DrsEmulator(RestJsonEmulator):
             self._replace_previous(caller, state, previous, keep=target)
             return instance
         source_ip = server["sourceProperties"]["networkInterfaces"][0]["ips"][0]
+        # A standard launch follows the default version of the server's EC2 launch template:
+        # network (subnet, security groups), tags; the instance type when right-sizing is off.
+        template_id = config.get("ec2LaunchTemplateID")
+        template = _template_data(ec2, template_id)
+        nic = (template.get("NetworkInterfaces") or [{}])[0]
+        sized = config.get("targetInstanceTypeRightSizingMethod", "BASIC") != "NONE"
         kwargs: dict[str, Any] = {
-            "instance_type": server["sourceProperties"].get("recommendedInstanceType")
+            "instance_type": (None if sized else template.get("InstanceType"))
+            or server["sourceProperties"].get("recommendedInstanceType")
             or "m5.large",
             "is_instance_type_default": False,
             "region_name": caller.region,
         }
-        instance_tags = dict(job.record.get("tags") or {})
+        instance_tags = _template_tags(template, "instance")
         if config.get("copyTags"):
             instance_tags = {**server.get("tags", {}), **instance_tags}
         if instance_tags:
             kwargs["tags"] = {"instance": instance_tags}
-        subnet = _subnet_for(ec2, source_ip if config.get("copyPrivateIp") else None)
+        private_ip = source_ip if config.get("copyPrivateIp") else None
+        subnet_id = nic.get("SubnetId")
+        if subnet_id:
+            subnet = next((n for n in ec2.describe_subnets() if n.id == subnet_id), None)
+            if subnet is None:
+                raise LaunchFailure(
+                    f"Subnet {subnet_id} of launch template {template_id} does not exist"
+                )
+            network = ipaddress.IPv4Network(subnet.cidr_block)
+            if private_ip and ipaddress.IPv4Address(private_ip) not in network:
+                raise LaunchFailure(
+                    f"copyPrivateIp: {private_ip} is not in {network}, the CIDR of subnet "
+                    f"{subnet_id} (launch template {template_id})"
+                )
+        else:
+            subnet = _subnet_for(ec2, private_ip)
         if subnet is not None:
             kwargs["subnet_id"] = subnet.id
-        if config.get("copyPrivateIp"):
-            kwargs["private_ip"] = source_ip
-        image = next(iter(getattr(ec2, "amis", {}) or {}), DEFAULT_IMAGE)
+        if private_ip:
+            kwargs["private_ip"] = private_ip
+        groups = nic.get("Groups") or template.get("SecurityGroupIds") or []
+        if groups:
+            kwargs["security_group_ids"] = list(groups)
+        image = _image_for(ec2, server["sourceProperties"].get("os", {}).get("fullString", ""))
         try:
             reservation = ec2.run_instances(image, 1, None, [], **kwargs)
         except Exception as err:
@@ -1043,7 +1138,7 @@ class DrsEmulator(RestJsonEmulator):
                     resourceId=sid,
                     resourceType="SOURCE_SERVER",
                 )
-        self._quota_check(state, len(by_server))
+        self._quota_check(caller, state, len(by_server))
         job = self._new_job(
             caller,
             state,
@@ -1068,6 +1163,159 @@ class DrsEmulator(RestJsonEmulator):
             server.pop("recoveryInstanceId", None)
         participant["launchStatus"] = "TERMINATED"
         self._log(job, "CLEANUP_END", sourceServerID=sid)
+
+    # -- reverse replication (failback of servers that originate in another AWS region)
+
+    @operation("ReverseReplication")
+    def reverse_replication(self, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+        state = self._region(caller.account, caller.region)
+        rid = params["recoveryInstanceID"]
+        record = state.recovery.get(rid)
+        if record is None:
+            raise ServiceError(
+                "ResourceNotFoundException",
+                f"Recovery instance {rid} not found",
+                resourceId=rid,
+                resourceType="RECOVERY_INSTANCE",
+            )
+        if record.get("isDrill"):
+            raise ServiceError(
+                "ValidationException",
+                f"Recovery instance {rid} was launched by a drill: replication can only be "
+                "reversed for a recovery instance",
+                reason="other",
+            )
+        sid = record["sourceServerID"]
+        server = self._server(state, sid)
+        busy = self._busy_servers(state)
+        if sid in busy:
+            raise ServiceError(
+                "ConflictException",
+                f"Source server {sid} is participating in active job {busy[sid]}",
+                resourceId=sid,
+                resourceType="SOURCE_SERVER",
+            )
+        instance = _find_instance(caller.account, caller.region, record["ec2InstanceID"])
+        if instance is None or instance._state.name in ("terminated", "shutting-down"):
+            raise ServiceError(
+                "ValidationException",
+                f"EC2 instance {record['ec2InstanceID']} of recovery instance {rid} is not "
+                "available",
+                reason="other",
+            )
+        origin = server["sourceCloudProperties"]
+        target_region = origin.get("originRegion")
+        if origin.get("originAccountID") != caller.account or target_region in (
+            None,
+            caller.region,
+        ):
+            raise ServiceError(
+                "ValidationException",
+                f"Source server {sid} did not originate in another region of account "
+                f"{caller.account}: its replication cannot be reversed here",
+                reason="other",
+            )
+        target_state = self._region(caller.account, target_region)
+        reversed_server = self._by_arn(target_state, server.get("reversedDirectionSourceServerArn"))
+        if reversed_server is None:
+            reversed_server = self._reversed_server(caller, target_region, server, instance)
+            target_state.servers[reversed_server["sourceServerID"]] = reversed_server
+            target_state.launch_configs[reversed_server["sourceServerID"]] = (
+                self._new_launch_config(
+                    caller.account,
+                    target_region,
+                    reversed_server["sourceServerID"],
+                    server["sourceProperties"]["identificationHints"].get("hostname", sid),
+                    server["sourceProperties"].get("recommendedInstanceType") or "m5.large",
+                )
+            )
+        else:
+            props = reversed_server["sourceProperties"]
+            props["identificationHints"]["awsInstanceID"] = instance.id
+            props["networkInterfaces"] = [
+                {"ips": [instance.private_ip], "isPrimary": True, "macAddress": _mac(instance.id)}
+            ]
+            props["lastUpdatedDateTime"] = iso_now()
+        server["reversedDirectionSourceServerArn"] = reversed_server["arn"]
+        reversed_server["reversedDirectionSourceServerArn"] = server["arn"]
+        # This direction stops: the source of the data is now the recovery instance.
+        server["dataReplicationInfo"]["dataReplicationState"] = "STOPPED"
+        self._start_sync(caller.account, target_region, reversed_server)
+        return {"reversedDirectionSourceServerArn": reversed_server["arn"]}
+
+    @staticmethod
+    def _by_arn(state: _RegionState, arn: str | None) -> dict[str, Any] | None:
+        if not arn:
+            return None
+        return next((s for s in state.servers.values() if s["arn"] == arn), None)
+
+    def _reversed_server(
+        self, caller: Caller, target_region: str, server: dict[str, Any], instance: Any
+    ) -> dict[str, Any]:
+        """The source server DRS creates in the origin region for a recovery instance whose
+        replication is reversed: the recovery instance is now its source."""
+        props = server["sourceProperties"]
+        hints = props["identificationHints"]
+        placement = getattr(getattr(instance, "placement", None), "zone", None)
+        placement = placement or f"{caller.region}a"
+        spec = SourceServerSpec(
+            instance_id=instance.id,
+            hostname=hints.get("hostname") or instance.id,
+            fqdn=hints.get("fqdn"),
+            private_ip=instance.private_ip,
+            tags=dict(server.get("tags") or {}),
+            os=props.get("os", {}).get("fullString") or "Linux",
+            recommended_instance_type=props.get("recommendedInstanceType") or "m5.large",
+            replication_state="INITIATING",
+            lag_seconds=0,
+            origin_account=caller.account,
+            origin_region=caller.region,
+            origin_availability_zone=placement,
+            disks=[
+                DiskSpec(device_name=d["deviceName"], bytes=d["bytes"])
+                for d in props.get("disks", [])
+            ]
+            or [DiskSpec()],
+        )
+        payload = SourceServersRequest(
+            account=caller.account, region=target_region, source_servers=[spec]
+        )
+        record = self._source_server_record(payload, spec, f"s-{_hex17()}", None)
+        record["replicationDirection"] = (
+            "FAILBACK" if server.get("replicationDirection") == "FAILOVER" else "FAILOVER"
+        )
+        return record
+
+    def _start_sync(self, account: str, region: str, server: dict[str, Any]) -> None:
+        """Replication (re)starts: INITIATING, then INITIAL_SYNC, then CONTINUOUS after one
+        drawn duration (`drs_launch_seconds`, the emulator's one timing knob)."""
+        info = server["dataReplicationInfo"]
+        info["dataReplicationState"] = "INITIATING"
+        info["lagDuration"] = iso_duration(0)
+        for disk in info.get("replicatedDisks", []):
+            disk["replicatedStorageBytes"] = 0
+        duration = self.knobs.launch_seconds()
+        start = time.monotonic()
+        sync = functools.partial(self._sync_step, account, region, server["sourceServerID"])
+        generation = self._generation
+        self._scheduler.call_at(start + duration / 3, lambda: sync(generation, "INITIAL_SYNC"))
+        self._scheduler.call_at(start + duration, lambda: sync(generation, "CONTINUOUS"))
+
+    def _sync_step(self, account: str, region: str, sid: str, generation: int, step: str) -> None:
+        with self._lock:
+            if generation != self._generation:
+                return
+            server = self._region(account, region).servers.get(sid)
+            if server is None:
+                return
+            info = server["dataReplicationInfo"]
+            if info["dataReplicationState"] not in ("INITIATING", "INITIAL_SYNC"):
+                return  # stopped or reversed again meanwhile
+            info["dataReplicationState"] = step
+            if step == "CONTINUOUS":
+                info["lagDuration"] = iso_duration(1)
+                for disk in info.get("replicatedDisks", []):
+                    disk["replicatedStorageBytes"] = disk["totalStorageBytes"]
 
     # -- tags
 
@@ -1121,10 +1369,51 @@ def _find_instance(account: str, region: str, instance_id: str) -> Any | None:
 
 
 def _terminate_quietly(account: str, region: str, instance_id: str) -> None:
+    """Terminate an instance; its private IPs are free again afterwards, as in EC2 (moto keeps
+    them taken by the terminated instance, so a drill could never reuse its IP)."""
+    backend = _ec2_backend(account, region)
     try:
-        _ec2_backend(account, region).terminate_instances([instance_id])
+        instance = backend.get_instance(instance_id)
+        backend.terminate_instances([instance_id])
     except Exception:
         log.info("instance %s already gone", instance_id)
+        return
+    try:
+        subnet = backend.get_subnet(instance.subnet_id)
+        for ip in list(getattr(instance, "_private_ips", []) or []):
+            subnet.del_subnet_ip(ip)
+    except Exception:
+        log.debug("no subnet IPs to release for %s", instance_id)
+
+
+def _template_data(ec2: Any, template_id: str | None) -> dict[str, Any]:
+    """The data of the default version of an EC2 launch template ({} when it is gone)."""
+    if not template_id:
+        return {}
+    try:
+        return dict(ec2.get_launch_template(template_id).default_version().data or {})
+    except Exception:
+        return {}
+
+
+def _template_tags(data: dict[str, Any], resource_type: str) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for spec in data.get("TagSpecifications") or []:
+        if spec.get("ResourceType") == resource_type:
+            tags.update({t["Key"]: t.get("Value", "") for t in spec.get("Tags") or []})
+    return tags
+
+
+def _image_for(ec2: Any, os_name: str) -> str:
+    """An image of the source server's OS family (Windows or Linux) from moto's catalogue."""
+    windows = "windows" in os_name.lower()
+    images = getattr(ec2, "amis", {}) or {}
+    if windows and DEFAULT_IMAGE in images:
+        return DEFAULT_IMAGE
+    for image_id, image in sorted(images.items()):
+        if (getattr(image, "platform", None) == "windows") == windows:
+            return str(image_id)
+    return DEFAULT_IMAGE
 
 
 def _subnet_for(ec2: Any, ip: str | None) -> Any | None:

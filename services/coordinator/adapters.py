@@ -1,27 +1,39 @@
-"""DynamoDB repository of the coordinator (the only code here that calls AWS) and its metrics sink.
+"""The coordinator's AWS side (the only code here that calls AWS): the DynamoDB repository, the
+customer registry and hook configuration in Parameter Store, SSM Automation hooks in workload
+accounts, SNS approval notifications, delayed messages to its own queue, EMF metrics.
 
 Items (key layout from `drcore.state`; timestamps ISO-8601 UTC, millisecond precision):
   OP#<id>/META        operation_id, operation, customer, environment, scope, state, requested_by,
                       created_at, updated_at, started_at, completed_at, current_wave, reason,
-                      error_code, request_reason, ticket, approval_mode, wave_filter, dry_run,
-                      allow_data_loss, use_cached_inventory, region_map, wave_count,
-                      resource_count, announced
+                      error_code, request_reason, ticket, approval_mode, approval_mode_chosen_by,
+                      wave_filter, dry_run, allow_data_loss, use_cached_inventory, region_map,
+                      wave_count, resource_count, hooks (map), workload (map), paused_wave,
+                      cancelled_by, parent_operation_id, children (list), child_outcomes (map),
+                      announced
   OP#<id>/WAVE#0001   wave, state, expected, recovered, failed, rto_target_minutes, started_at,
-                      completed_at, updated_at, announced, failed_resources (string set)
+                      recovery_started_at, completed_at, updated_at, announced, failed_resources
+                      (string set), attempt, retry_resources (string set), failed_phase,
+                      failures_accepted_by, approval_required, approval (map), refusals (list),
+                      pre_hook / post_hook (maps), hook_execution_id
   OP#<id>/RES#<rid>   resource_id, name, arn, account, region, dr_region, strategy, wave, state,
                       priority, rto_target_minutes, rpo_target_minutes, private_ip,
-                      dr_resource_id, dr_private_ip, error, error_code, started_at, completed_at
+                      dr_resource_id, dr_private_ip, error, error_code, started_at, completed_at,
+                      attempt, attempt_started_at, checks, last_check_at
   LOCK#<c>#<e>/LOCK   customer, environment, operation_id, operation, acquired_at
+  HOOK#<execution>/HOOK  operation_id, wave, phase, attempt, expires_at (TTL)
+  ACTIVE/OP#<id>      operation_id, listed_at  (what the reconciler looks at)
 Absent optional values are not stored (None removes an attribute on update).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import fields
-from datetime import UTC, datetime
+from dataclasses import fields, is_dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -31,42 +43,77 @@ from aws_lambda_powertools.metrics import single_metric
 from boto3.dynamodb.conditions import Key
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from pydantic import BaseModel, ValidationError
 
-from drcore.aws import AwsClients
+from drcore.aws import AccountAccess, AwsClients
 from drcore.observability import METRICS_NAMESPACE
 from drcore.plan import Plan
 from drcore.publisher import EventPublisher
+from drcore.registry import PARAMETER_PREFIX, CustomerEntry, parameter_name
 from drcore.settings import Settings
 from drcore.state import (
     META,
     OperationState,
     PlanStore,
     ResourceState,
-    WaveState,
     lock_pk,
     op_pk,
     resource_sk,
     scope,
     wave_sk,
 )
-from events.schemas import ApprovalMode, OperationType, Priority, Strategy
+from events.schemas import ApprovalMode, OperationRequested, OperationType, Priority, Strategy
+from events.schemas.names import ApprovalDecision, ApprovalRefusalCode, HookPhase
 
+from .approvals import Approval, IssuedToken
 from .domain import (
+    ApprovalRefusal,
     Coordinator,
+    FailedPhase,
     LockRecord,
     LogSink,
     OperationRecord,
+    Policy,
     ResourceRecord,
     ResourceResult,
     ResultOutcome,
     RetryLater,
+    WavePhase,
     WaveRecord,
 )
+from .hooks import (
+    HookConfig,
+    HookConfigInvalid,
+    HookRef,
+    HookRun,
+    HookSpec,
+    HookStartFailed,
+    HookStatus,
+    WorkloadTarget,
+    hook_parameter_name,
+)
+from .regional import ChildOutcome, ChildPlan
+from .subscriptions import SERVICE
 
 LOCK_SK = "LOCK"
+HOOK_SK = "HOOK"
+ACTIVE_PK = "ACTIVE"
+HOOK_REF_DAYS = 30
 CONFLICT_ATTEMPTS = 6
 CONDITION_FAILED = "ConditionalCheckFailedException"
 TRANSACTION_CANCELED = "TransactionCanceledException"
+PARAMETER_NOT_FOUND = "ParameterNotFound"
+# SSM's answers that mean the hook cannot start (as opposed to "try again").
+HOOK_REFUSALS = frozenset(
+    {
+        "AutomationDefinitionNotFoundException",
+        "AutomationDefinitionVersionNotFoundException",
+        "InvalidAutomationExecutionParametersException",
+        "IdempotentParameterMismatch",
+        "InvalidTarget",
+    }
+)
+EXECUTION_NOT_FOUND = "AutomationExecutionNotFoundException"
 
 
 def operations_table(settings: Settings) -> Any:
@@ -76,17 +123,42 @@ def operations_table(settings: Settings) -> Any:
     return resource.Table(settings.operations_table)
 
 
+def policy_from(settings: Settings) -> Policy:
+    return Policy(
+        approval_ttl=timedelta(seconds=settings.approval_token_ttl_seconds),
+        escalate_after=timedelta(seconds=settings.approval_escalation_seconds),
+        hook_timeout=timedelta(seconds=settings.hook_timeout_seconds),
+        hook_poll_backoff=settings.hook_poll_backoff,
+        recheck_every=timedelta(seconds=settings.reconcile_recheck_seconds),
+    )
+
+
 def build_coordinator(
     logger: LogSink | None = None, settings: Settings | None = None
 ) -> Coordinator:
-    """The coordinator wired to DynamoDB, EventBridge and EMF metrics (one per process)."""
+    """The coordinator wired to DynamoDB, EventBridge, SSM, SNS, SQS and EMF (one per process)."""
     settings = settings or Settings()
+    clients = AwsClients(settings)
+    ssm = clients.client("ssm")
     return Coordinator(
         DynamoRepository(operations_table(settings)),
-        EventPublisher(AwsClients(settings).client("events"), settings.bus_name),
+        EventPublisher(clients.client("events"), settings.bus_name),
         part_size=settings.wave_part_size,
         metrics=EmfMetrics(),
         logger=logger,
+        registry=SsmRegistry(ssm),
+        hook_configs=SsmHookConfigs(ssm),
+        hooks=SsmHookRunner(clients),
+        notifier=SnsNotifier(clients.client("sns"), approval_topic_arn(settings)),
+        scheduler=SqsSelfScheduler(clients.client("sqs"), SERVICE.queue_name()),
+        policy=policy_from(settings),
+    )
+
+
+def approval_topic_arn(settings: Settings) -> str:
+    return (
+        f"arn:aws:sns:{settings.orchestration_region}:{settings.orchestration_account}:"
+        f"{settings.approval_topic_name}"
     )
 
 
@@ -103,6 +175,14 @@ def _attr(value: Any) -> Any:
         return iso(value)
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, BaseModel):
+        return _attr(value.model_dump(mode="json", exclude_none=True))
+    if is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: _attr(getattr(value, f.name))
+            for f in fields(value)
+            if getattr(value, f.name) is not None
+        }
     if isinstance(value, tuple | list):
         return [_attr(v) for v in value]
     if isinstance(value, frozenset | set):
@@ -122,6 +202,19 @@ def _item(record: Any, **keys: Any) -> dict[str, Any]:
     return item
 
 
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers (Decimal) back to ints, recursively."""
+    if isinstance(value, Decimal):
+        return int(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, set):
+        return {_plain(v) for v in value}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -133,6 +226,8 @@ def _int(value: Any) -> int | None:
 def _operation(item: Mapping[str, Any]) -> OperationRecord:
     wave_filter = item.get("wave_filter")
     announced = item.get("announced")
+    hooks = item.get("hooks")
+    workload = item.get("workload")
     return OperationRecord(
         operation_id=item["operation_id"],
         operation=OperationType(item["operation"]),
@@ -150,6 +245,7 @@ def _operation(item: Mapping[str, Any]) -> OperationRecord:
         request_reason=item.get("request_reason"),
         ticket=item.get("ticket"),
         approval_mode=ApprovalMode(item.get("approval_mode", ApprovalMode.NONE.value)),
+        approval_mode_chosen_by=item.get("approval_mode_chosen_by"),
         wave_filter=tuple(int(n) for n in wave_filter) if wave_filter is not None else None,
         dry_run=bool(item.get("dry_run", False)),
         allow_data_loss=bool(item.get("allow_data_loss", False)),
@@ -157,24 +253,108 @@ def _operation(item: Mapping[str, Any]) -> OperationRecord:
         region_map=dict(item.get("region_map", {})),
         wave_count=_int(item.get("wave_count")),
         resource_count=_int(item.get("resource_count")),
+        hooks=HookConfig.model_validate(_plain(hooks)) if hooks else None,
+        workload=WorkloadTarget.model_validate(_plain(workload)) if workload else None,
+        paused_wave=_int(item.get("paused_wave")),
+        cancelled_by=item.get("cancelled_by"),
+        parent_operation_id=item.get("parent_operation_id"),
+        children=tuple(
+            ChildPlan(
+                operation_id=c["operation_id"],
+                customer=c["customer"],
+                environment=c["environment"],
+                region_map=dict(c.get("region_map", {})),
+            )
+            for c in item.get("children", [])
+        ),
+        child_outcomes={
+            child: ChildOutcome(
+                state=OperationState(o["state"]),
+                waves=int(o.get("waves", 0)),
+                recovered=int(o.get("recovered", 0)),
+                failed=int(o.get("failed", 0)),
+            )
+            for child, o in item.get("child_outcomes", {}).items()
+        },
+        request=OperationRequested.model_validate(_plain(item["request"]))
+        if item.get("request")
+        else None,
         announced=OperationState(announced) if announced else None,
+    )
+
+
+def _approval(value: Mapping[str, Any] | None) -> Approval | None:
+    if not value:
+        return None
+    decision = value.get("decision")
+    return Approval(
+        requested_at=datetime.fromisoformat(value["requested_at"]),
+        tokens=tuple(
+            IssuedToken(t["token_hash"], datetime.fromisoformat(t["expires_at"]))
+            for t in value.get("tokens", [])
+        ),
+        notified_at=_time(value.get("notified_at")),
+        notifications=int(value.get("notifications", 0)),
+        decision=ApprovalDecision(decision) if decision else None,
+        decided_by=value.get("decided_by"),
+        decided_at=_time(value.get("decided_at")),
+        comment=value.get("comment"),
+        decision_event_at=_time(value.get("decision_event_at")),
+        used_token_hash=value.get("used_token_hash"),
+    )
+
+
+def _hook_run(value: Mapping[str, Any] | None) -> HookRun | None:
+    if not value:
+        return None
+    return HookRun(
+        phase=HookPhase(value["phase"]),
+        attempt=int(value["attempt"]),
+        document_name=value["document_name"],
+        execution_id=value.get("execution_id"),
+        started_at=_time(value.get("started_at")),
+        status=value.get("status"),
+        ended_at=_time(value.get("ended_at")),
+        failure_message=value.get("failure_message"),
     )
 
 
 def _wave(item: Mapping[str, Any]) -> WaveRecord:
     announced = item.get("announced")
+    failed_phase = item.get("failed_phase")
     return WaveRecord(
         number=int(item["wave"]),
-        state=WaveState(item["state"]),
+        state=WavePhase(item["state"]),
         expected=int(item["expected"]),
         recovered=int(item.get("recovered", 0)),
         failed=int(item.get("failed", 0)),
         rto_target_minutes=_int(item.get("rto_target_minutes")),
         started_at=_time(item.get("started_at")),
+        recovery_started_at=_time(item.get("recovery_started_at")),
         completed_at=_time(item.get("completed_at")),
         updated_at=datetime.fromisoformat(item["updated_at"]),
         failed_resources=frozenset(item.get("failed_resources", ())),
-        announced=WaveState(announced) if announced else None,
+        attempt=int(item.get("attempt", 1)),
+        retry_resources=frozenset(item.get("retry_resources", ())),
+        failed_phase=FailedPhase(failed_phase) if failed_phase else None,
+        failures_accepted_by=item.get("failures_accepted_by"),
+        approval_required=bool(item.get("approval_required", False)),
+        approval=_approval(item.get("approval")),
+        refusals=tuple(
+            ApprovalRefusal(
+                at=datetime.fromisoformat(r["at"]),
+                approver=r["approver"],
+                decision=ApprovalDecision(r["decision"]),
+                code=ApprovalRefusalCode(r["code"]),
+                reason=r["reason"],
+                event_at=datetime.fromisoformat(r["event_at"]),
+            )
+            for r in item.get("refusals", [])
+        ),
+        pre_hook=_hook_run(item.get("pre_hook")),
+        post_hook=_hook_run(item.get("post_hook")),
+        hook_execution_id=item.get("hook_execution_id"),
+        announced=WavePhase(announced) if announced else None,
     )
 
 
@@ -199,6 +379,10 @@ def _resource(item: Mapping[str, Any]) -> ResourceRecord:
         error_code=item.get("error_code"),
         started_at=_time(item.get("started_at")),
         completed_at=_time(item.get("completed_at")),
+        attempt=int(item.get("attempt", 1)),
+        attempt_started_at=_time(item.get("attempt_started_at")),
+        checks=int(item.get("checks", 0)),
+        last_check_at=_time(item.get("last_check_at")),
     )
 
 
@@ -213,9 +397,13 @@ class _Expression:
         self._add: list[str] = []
 
     def name(self, attribute: str) -> str:
-        placeholder = f"#a{len(self.names)}"
-        self.names[placeholder] = attribute
-        return placeholder
+        """A placeholder path for `attribute` (dotted: a path into maps)."""
+        parts = []
+        for part in attribute.split("."):
+            placeholder = f"#a{len(self.names)}"
+            self.names[placeholder] = part
+            parts.append(placeholder)
+        return ".".join(parts)
 
     def value(self, value: Any) -> str:
         placeholder = f":v{len(self.values)}"
@@ -224,10 +412,14 @@ class _Expression:
 
     def set(self, changes: Mapping[str, Any]) -> _Expression:
         for attribute, value in changes.items():
-            if value is None:
+            if value is None or (isinstance(value, frozenset | set) and not value):
                 self._remove.append(self.name(attribute))
             else:
                 self._set.append(f"{self.name(attribute)} = {self.value(value)}")
+        return self
+
+    def set_raw(self, attribute: str, expression: str) -> _Expression:
+        self._set.append(f"{self.name(attribute)} = {expression}")
         return self
 
     def add(self, attribute: str, value: Any) -> _Expression:
@@ -237,6 +429,15 @@ class _Expression:
     def state_in(self, states: Iterable[Enum]) -> str:
         options = ", ".join(self.value(s) for s in states)
         return f"attribute_exists(pk) AND {self.name('state')} IN ({options})"
+
+    def where(self, conditions: Mapping[str, Any] | None) -> str:
+        parts = []
+        for attribute, value in (conditions or {}).items():
+            if value is None:
+                parts.append(f"attribute_not_exists({self.name(attribute)})")
+            else:
+                parts.append(f"{self.name(attribute)} = {self.value(value)}")
+        return "".join(f" AND {p}" for p in parts)
 
     def update(self) -> str:
         parts = []
@@ -297,13 +498,26 @@ class DynamoRepository:
         )
 
     def update_operation(
-        self, operation_id: str, expect: Iterable[OperationState], changes: Mapping[str, Any]
+        self,
+        operation_id: str,
+        expect: Iterable[OperationState],
+        changes: Mapping[str, Any],
+        where: Mapping[str, Any] | None = None,
     ) -> bool:
         expression = _Expression().set(changes)
+        condition = expression.state_in(expect) + expression.where(where)
         return self._conditional(
             self._table.update_item,
             Key={"pk": op_pk(operation_id), "sk": META},
-            **expression.kwargs(expression.state_in(expect)),
+            **expression.kwargs(condition),
+        )
+
+    def record_child_outcome(self, parent_id: str, child_id: str, outcome: ChildOutcome) -> None:
+        expression = _Expression().set({f"child_outcomes.{child_id}": outcome})
+        self._conditional(
+            self._table.update_item,
+            Key={"pk": op_pk(parent_id), "sk": META},
+            **expression.kwargs(f"attribute_exists({expression.name('child_outcomes')})"),
         )
 
     # lock
@@ -336,6 +550,44 @@ class DynamoRepository:
             Key={"pk": lock_pk(customer, environment), "sk": LOCK_SK},
             ConditionExpression="operation_id = :id",
             ExpressionAttributeValues={":id": operation_id},
+        )
+
+    # active operations (what the reconciler looks at)
+
+    def mark_active(self, operation_id: str, at: datetime) -> None:
+        self._table.put_item(
+            Item={
+                "pk": ACTIVE_PK,
+                "sk": op_pk(operation_id),
+                "operation_id": operation_id,
+                "listed_at": iso(at),
+            }
+        )
+
+    def clear_active(self, operation_id: str) -> None:
+        self._table.delete_item(Key={"pk": ACTIVE_PK, "sk": op_pk(operation_id)})
+
+    def list_active(self) -> list[tuple[str, datetime]]:
+        items = self._query(KeyConditionExpression=Key("pk").eq(ACTIVE_PK), ConsistentRead=True)
+        return [(i["operation_id"], datetime.fromisoformat(i["listed_at"])) for i in items]
+
+    # hooks
+
+    def put_hook_ref(self, execution_id: str, ref: HookRef) -> None:
+        expires = int(time.time()) + HOOK_REF_DAYS * 86400
+        self._table.put_item(
+            Item=_item(ref, pk=f"HOOK#{execution_id}", sk=HOOK_SK, expires_at=expires)
+        )
+
+    def get_hook_ref(self, execution_id: str) -> HookRef | None:
+        item = self._get(f"HOOK#{execution_id}", HOOK_SK)
+        if item is None:
+            return None
+        return HookRef(
+            operation_id=item["operation_id"],
+            wave=int(item["wave"]),
+            phase=HookPhase(item["phase"]),
+            attempt=int(item["attempt"]),
         )
 
     # plan, waves, resources
@@ -379,14 +631,27 @@ class DynamoRepository:
         self,
         operation_id: str,
         number: int,
-        expect: Iterable[WaveState],
+        expect: Iterable[WavePhase],
         changes: Mapping[str, Any],
+        where: Mapping[str, Any] | None = None,
     ) -> bool:
         expression = _Expression().set(changes)
+        condition = expression.state_in(expect) + expression.where(where)
         return self._conditional(
             self._table.update_item,
             Key={"pk": op_pk(operation_id), "sk": wave_sk(number)},
-            **expression.kwargs(expression.state_in(expect)),
+            **expression.kwargs(condition),
+        )
+
+    def append_refusal(self, operation_id: str, number: int, refusal: ApprovalRefusal) -> None:
+        expression = _Expression()
+        path = expression.name("refusals")
+        empty, entry = expression.value([]), expression.value([refusal])
+        expression.set_raw("refusals", f"list_append(if_not_exists({path}, {empty}), {entry})")
+        self._conditional(
+            self._table.update_item,
+            Key={"pk": op_pk(operation_id), "sk": wave_sk(number)},
+            **expression.kwargs("attribute_exists(pk)"),
         )
 
     def get_resource(self, operation_id: str, resource_id: str) -> ResourceRecord | None:
@@ -418,6 +683,43 @@ class DynamoRepository:
                 **expression.kwargs(expression.state_in([ResourceState.PENDING])),
             )
 
+    def retry_resources(
+        self, operation_id: str, resource_ids: Sequence[str], attempt: int, started_at: datetime
+    ) -> None:
+        for resource_id in resource_ids:
+            expression = _Expression().set(
+                {
+                    "state": ResourceState.RECOVERING,
+                    "attempt": attempt,
+                    "attempt_started_at": started_at,
+                    "started_at": started_at,
+                    "completed_at": None,
+                    "error": None,
+                    "error_code": None,
+                    "dr_resource_id": None,
+                    "dr_private_ip": None,
+                }
+            )
+            condition = (
+                expression.state_in([ResourceState.FAILED])
+                + f" AND (attribute_not_exists({expression.name('attempt')})"
+                + f" OR {expression.name('attempt')} < {expression.value(attempt)})"
+            )
+            self._conditional(
+                self._table.update_item,
+                Key={"pk": op_pk(operation_id), "sk": resource_sk(resource_id)},
+                **expression.kwargs(condition),
+            )
+
+    def mark_checked(self, operation_id: str, resource_ids: Sequence[str], at: datetime) -> None:
+        for resource_id in resource_ids:
+            expression = _Expression().set({"last_check_at": at}).add("checks", 1)
+            self._conditional(
+                self._table.update_item,
+                Key={"pk": op_pk(operation_id), "sk": resource_sk(resource_id)},
+                **expression.kwargs("attribute_exists(pk)"),
+            )
+
     def record_result(self, result: ResourceResult) -> ResultOutcome:
         pk = op_pk(result.operation_id)
         resource = _Expression().set(
@@ -437,10 +739,14 @@ class DynamoRepository:
                 if value is not None
             }
         )
+        attempt_started = resource.name("attempt_started_at")
         resource_condition = (
             resource.state_in([ResourceState.PENDING, ResourceState.RECOVERING])
             + f" AND {resource.name('wave')} = {resource.value(result.wave)}"
             + f" AND {resource.name('strategy')} = {resource.value(result.strategy)}"
+            # A result older than the resource's current attempt belongs to an earlier one.
+            + f" AND (attribute_not_exists({attempt_started})"
+            + f" OR {attempt_started} <= {resource.value(result.completed_at)})"
         )
         wave = _Expression()
         if result.recovered:
@@ -459,7 +765,7 @@ class DynamoRepository:
                 "Update": {
                     "TableName": self._table.name,
                     "Key": {"pk": pk, "sk": wave_sk(result.wave)},
-                    **wave.kwargs(wave.state_in([WaveState.RECOVERING])),
+                    **wave.kwargs(wave.state_in([WavePhase.RECOVERING])),
                 }
             },
         ]
@@ -520,6 +826,150 @@ class DynamoRepository:
                 return False
             raise
         return True
+
+
+# --- Parameter Store: the registry and hook configuration --------------------------------
+
+
+class SsmRegistry:
+    """The customer registry (`drcore.registry`) as the coordinator reads it."""
+
+    def __init__(self, ssm: Any) -> None:
+        self._ssm = ssm
+
+    def customer(self, name: str) -> CustomerEntry | None:
+        try:
+            value = self._ssm.get_parameter(Name=parameter_name(name))["Parameter"]["Value"]
+        except ClientError as error:
+            if _code(error) == PARAMETER_NOT_FOUND:
+                return None
+            raise
+        return CustomerEntry.model_validate_json(value)
+
+    def customers(self) -> list[CustomerEntry]:
+        entries = []
+        for page in self._ssm.get_paginator("get_parameters_by_path").paginate(
+            Path=PARAMETER_PREFIX, Recursive=True
+        ):
+            entries += [CustomerEntry.model_validate_json(p["Value"]) for p in page["Parameters"]]
+        return entries
+
+
+class SsmHookConfigs:
+    def __init__(self, ssm: Any) -> None:
+        self._ssm = ssm
+
+    def get(self, customer: str, environment: str) -> HookConfig | None:
+        name = hook_parameter_name(customer, environment)
+        try:
+            value = self._ssm.get_parameter(Name=name)["Parameter"]["Value"]
+        except ClientError as error:
+            if _code(error) == PARAMETER_NOT_FOUND:
+                return None
+            raise
+        try:
+            return HookConfig.model_validate_json(value)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(root)"
+            raise HookConfigInvalid(
+                f"hook configuration {name} is invalid: {where}: {first['msg']}"
+            ) from None
+
+
+# --- SSM Automation in workload accounts ------------------------------------------------
+
+
+class SsmHookRunner:
+    def __init__(self, clients: AwsClients) -> None:
+        self._clients = clients
+
+    def _ssm(self, target: WorkloadTarget) -> Any:
+        access = AccountAccess(target.account, target.role_name, target.external_id)
+        return self._clients.workload_client("ssm", target.region, access)
+
+    def start(
+        self,
+        target: WorkloadTarget,
+        spec: HookSpec,
+        parameters: Mapping[str, list[str]],
+        token: str,
+    ) -> str:
+        kwargs: dict[str, Any] = {
+            "DocumentName": spec.document_name,
+            "Parameters": {k: list(v) for k, v in parameters.items()},
+            "ClientToken": token,
+        }
+        if spec.document_version:
+            kwargs["DocumentVersion"] = spec.document_version
+        try:
+            response = self._ssm(target).start_automation_execution(**kwargs)
+        except ClientError as error:
+            if _code(error) in HOOK_REFUSALS:
+                message = error.response.get("Error", {}).get("Message", "")
+                raise HookStartFailed(f"{_code(error)}: {message}") from None
+            raise
+        return str(response["AutomationExecutionId"])
+
+    def status(self, target: WorkloadTarget, execution_id: str) -> HookStatus | None:
+        try:
+            execution = self._ssm(target).get_automation_execution(
+                AutomationExecutionId=execution_id
+            )["AutomationExecution"]
+        except ClientError as error:
+            if _code(error) == EXECUTION_NOT_FOUND:
+                return None
+            raise
+        return HookStatus(
+            status=execution["AutomationExecutionStatus"],
+            failure_message=execution.get("FailureMessage"),
+            started_at=execution.get("ExecutionStartTime"),
+            ended_at=execution.get("ExecutionEndTime"),
+        )
+
+    def stop(self, target: WorkloadTarget, execution_id: str) -> None:
+        with contextlib.suppress(ClientError):  # already ended: nothing to stop
+            self._ssm(target).stop_automation_execution(
+                AutomationExecutionId=execution_id, Type="Cancel"
+            )
+
+
+# --- SNS, SQS --------------------------------------------------------------------------
+
+
+class SnsNotifier:
+    def __init__(self, sns: Any, topic_arn: str) -> None:
+        self._sns = sns
+        self._topic_arn = topic_arn
+
+    def notify(self, subject: str, message: str, attributes: Mapping[str, str]) -> None:
+        self._sns.publish(
+            TopicArn=self._topic_arn,
+            Subject=subject,
+            Message=message,
+            MessageAttributes={
+                key: {"DataType": "String", "StringValue": value}
+                for key, value in attributes.items()
+            },
+        )
+
+
+class SqsSelfScheduler:
+    """Delayed messages on the coordinator's own queue (at most 15 minutes ahead)."""
+
+    def __init__(self, sqs: Any, queue_name: str) -> None:
+        self._sqs = sqs
+        self._queue_name = queue_name
+        self._url: str | None = None
+
+    def schedule(self, message: BaseModel, delay_seconds: int) -> None:
+        if self._url is None:
+            self._url = str(self._sqs.get_queue_url(QueueName=self._queue_name)["QueueUrl"])
+        self._sqs.send_message(
+            QueueUrl=self._url,
+            MessageBody=json.dumps(message.model_dump(mode="json")),
+            DelaySeconds=min(max(int(delay_seconds), 0), 900),
+        )
 
 
 # --- metrics ---------------------------------------------------------------------------------

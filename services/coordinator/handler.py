@@ -1,4 +1,5 @@
-"""Coordinator Lambda: SQS batches of operation requests, discovery results and resource results."""
+"""Coordinator Lambda: SQS batches of requests, plans, results, hook status, approvals, operator
+controls, and its own messages (hook checks, the scheduled reconciliation)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,24 @@ from aws_lambda_powertools.metrics import MetricUnit
 from drcore.consumer import EventRouter
 from drcore.observability import observability
 from events.schemas import (
+    ApprovalGranted,
+    ApprovalRejected,
     DetailType,
     DiscoveryFailed,
     EventEnvelope,
+    NativeDetailType,
+    OperationCancelRequested,
     OperationRequested,
+    OperationResumeRequested,
     PlanReady,
     ResourceRecovered,
     ResourceRecoveryFailed,
 )
+from events.schemas.models import SsmAutomationStatusChange
 
 from .adapters import build_coordinator
 from .domain import Coordinator
+from .hooks import HOOK_CHECK_KIND, RECONCILE_KIND, HookCheck, ReconcileRequest
 
 obs = observability("coordinator")
 router = EventRouter(obs.logger)
@@ -60,6 +68,41 @@ def _recovered(detail: ResourceRecovered, envelope: EventEnvelope) -> None:
 @router.on(DetailType.RESOURCE_RECOVERY_FAILED)
 def _recovery_failed(detail: ResourceRecoveryFailed, envelope: EventEnvelope) -> None:
     _service().on_resource_recovery_failed(detail)
+
+
+@router.on(DetailType.OPERATION_CANCEL_REQUESTED)
+def _cancel(detail: OperationCancelRequested, envelope: EventEnvelope) -> None:
+    _service().on_cancel_requested(detail)
+
+
+@router.on(DetailType.OPERATION_RESUME_REQUESTED)
+def _resume(detail: OperationResumeRequested, envelope: EventEnvelope) -> None:
+    _service().on_resume_requested(detail)
+
+
+@router.on(DetailType.APPROVAL_GRANTED)
+def _granted(detail: ApprovalGranted, envelope: EventEnvelope) -> None:
+    _service().on_approval_granted(detail)
+
+
+@router.on(DetailType.APPROVAL_REJECTED)
+def _rejected(detail: ApprovalRejected, envelope: EventEnvelope) -> None:
+    _service().on_approval_rejected(detail)
+
+
+@router.on(NativeDetailType.SSM_AUTOMATION_STATUS, SsmAutomationStatusChange)
+def _hook_status(detail: SsmAutomationStatusChange, envelope: EventEnvelope) -> None:
+    _service().on_hook_status(detail.execution_id, detail.status)
+
+
+@router.on_message(HOOK_CHECK_KIND, HookCheck)
+def _hook_check(message: HookCheck) -> None:
+    _service().on_hook_check(message)
+
+
+@router.on_message(RECONCILE_KIND, ReconcileRequest)
+def _reconcile(message: ReconcileRequest) -> None:
+    _service().reconcile(message.operation_id, message.force)
 
 
 @obs.logger.inject_lambda_context

@@ -55,6 +55,11 @@ class InventoryUnavailable(RuntimeError):
     """An inventory source could not answer (raised by adapters, with the AWS reason)."""
 
 
+class RegionUnavailable(InventoryUnavailable):
+    """A region's endpoint did not answer as during a regional outage (connection errors, 5xx):
+    its data must come from the DR-region inventory cache."""
+
+
 class SearchIncomplete(RuntimeError):
     """Resource Explorer could not return every match, even with narrowed queries."""
 
@@ -234,7 +239,8 @@ def enrich(
     resources: list[DiscoveredResource],
     lookup: Callable[[str, list[str]], Mapping[str, InstanceFacts]],
 ) -> tuple[list[DiscoveredResource], list[PlanWarning]]:
-    """Add the primary private IP and state per region; skip a region EC2 cannot answer for."""
+    """Add the primary private IP and state per region; skip a region EC2 cannot answer for
+    (`ENRICHMENT_SKIPPED`), except a region that is down (`RegionUnavailable` propagates)."""
     by_region: dict[str, list[str]] = {}
     for resource in resources:
         by_region.setdefault(resource.region, []).append(resource.resource_id)
@@ -243,6 +249,8 @@ def enrich(
     for region, ids in sorted(by_region.items()):
         try:
             facts.update(lookup(region, ids))
+        except RegionUnavailable:
+            raise  # the region is down: the caller plans from the inventory cache instead
         except InventoryUnavailable as error:
             warnings.append(
                 PlanWarning(
@@ -276,6 +284,7 @@ def build_plan(
     created_at: datetime,
     wave_filter: Sequence[int] | None = None,
     notes: Sequence[PlanWarning] = (),
+    inventory_age_seconds: int | None = None,
 ) -> Plan:
     """Validate every resource, exclude (and report) what cannot be recovered, group in waves."""
     enabled = set(enabled_strategies)
@@ -317,6 +326,7 @@ def build_plan(
         operation=operation,
         created_at=created_at,
         plan_source=plan_source,
+        inventory_age_seconds=inventory_age_seconds,
         waves=waves,
         warnings=sorted(
             warnings, key=lambda w: (w.resource_id != PLAN_WIDE, w.resource_id, w.code)

@@ -8,9 +8,12 @@ from typing import TYPE_CHECKING, Any
 from drcore.consumer import EventRouter
 from drcore.observability import observability
 from events.schemas import DetailType, EventEnvelope, OperationRequested
+from services.discovery.messages import InventoryRefreshMessage
+from services.discovery.subscriptions import INVENTORY_REFRESH
 
 if TYPE_CHECKING:
     from services.discovery.app import DiscoveryService
+    from services.discovery.refresh import InventoryRefresher
 
 obs = observability("discovery")
 router = EventRouter(obs.logger)
@@ -25,9 +28,21 @@ def _service() -> DiscoveryService:
     return DiscoveryService.from_settings(obs.logger)
 
 
+@lru_cache(maxsize=1)
+def _refresher() -> InventoryRefresher:
+    from services.discovery.refresh import InventoryRefresher
+
+    return InventoryRefresher.from_settings(obs.logger)
+
+
 @router.on(DetailType.OPERATION_REQUESTED)
 def _requested(detail: OperationRequested, envelope: EventEnvelope) -> None:
     _service().on_operation_requested(detail)
+
+
+@router.on_message(INVENTORY_REFRESH, InventoryRefreshMessage)
+def _refresh(message: InventoryRefreshMessage) -> None:
+    _refresher().on_request(message)
 
 
 @obs.logger.inject_lambda_context

@@ -1,38 +1,42 @@
-"""DRS recovery domain: launch each wave's servers into their DR twins and report every result.
+"""DRS recovery domain: launch each wave's servers (failover, bubble-test drill, failback) within
+the DRS quotas, and report one result per server.
 
-Pure logic. AWS is reached only through the ports below (`Workload` for one workload account and
-DR region, `Registry`, `Results`, `Checks`, `Ledger`); `adapters.py` implements them.
+Pure logic. AWS is reached only through the ports of `ports.py`; `adapters.py` implements them.
 
 A part of a wave (`WaveStarted`) is processed per (account, DR region):
   1. source servers by `identificationHints.awsInstanceID` (DescribeSourceServers has no filter
-     for it);
-  2. scope re-check on the source server's own tags, replication state, lag vs RPO;
-  3. servers already launched for this operation, wave and attempt (job tags) are adopted, never
+     for it); scope re-check on the source server's own tags;
+  2. servers already launched for this operation, wave and attempt (job tags) are adopted, never
      launched again: a part that crashed half-way can be redone safely;
-  4. DR twins by Name, looked up only inside the operation's customer and environment; the twin's
-     private IP must keep the primary's last octet (checked before launching);
-  5. launch-into configuration, StartRecovery in batches, one `ResourceRecoveryStarted` per
-     server and a delayed job check on the service's own queue.
-Results come from `reconcile_job`, called for DRS's native launch-result events and for the job
-checks alike; the job's tags say which operation it belongs to, a small ledger says which servers
-were already reported.
+  3. readiness per server (`readiness.py`): replication state and lag vs RPO (`--force` accepts
+     lag and broken replication), no other DRS job, and per operation
+       failover  - the DR twin by Name, only inside the operation's customer + environment,
+                   tagged AWSDRS, same OS / architecture / boot mode, same IP last octet;
+       drill     - the environment's isolated bubble VPC (never a production twin);
+       failback  - reverse replication CONTINUOUS, the original primary instance as target;
+  4. launch batches (≤ servers per job) queue in the account + region's DRS budget (FIFO across
+     every operation) and launch as soon as the quotas allow: concurrent jobs and servers in all
+     active jobs, read from Service Quotas. A batch that cannot start waits; it starts when a job
+     of the account + region completes (its hold is released) or when a wake-up message comes.
+Results come from `reconcile_job`, for DRS's native launch-result events and for the job checks
+alike; the job's tags say which operation it belongs to, a small ledger which servers were already
+reported. A failed launch is launched again (`launch_retries`, with backoff) before it is
+reported with DRS's own error (job log items).
 """
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol, TypeVar
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from drcore import tags as T
 from drcore.registry import CustomerEntry
 from events.schemas import (
     Detail,
+    OperationRequested,
     OperationType,
     ResourceRecovered,
     ResourceRecoveryFailed,
@@ -43,17 +47,69 @@ from events.schemas import (
 )
 from events.schemas.models import utc_now
 
+from . import readiness as R
+from .drills import DrillLaunches
+from .ports import (
+    FAILED,
+    FINAL_LAUNCH_STATUSES,
+    LAUNCHED,
+    RETRYABLE_CODES,
+    WAIT_CODES,
+    AwsError,
+    Budget,
+    Checks,
+    Instance,
+    Job,
+    JobLedger,
+    JobServer,
+    LaunchConfig,
+    Ledger,
+    Log,
+    Operations,
+    Quotas,
+    RecoveryInstance,
+    Registry,
+    Results,
+    SourceServer,
+    Workload,
+    Workloads,
+    arn_region_and_id,
+    chunks,
+    parse_duration,
+    step,
+)
+from .readiness import last_octet
+from .records import (
+    JOB_CHECK_KIND,
+    DrsLimits,
+    Hold,
+    JobCheck,
+    LaunchBatch,
+    LaunchContext,
+    LaunchMember,
+    OperationOptions,
+    OpJob,
+    QuotaWake,
+)
+
+__all__ = [
+    "JOB_CHECK_KIND",
+    "AwsError",
+    "DrsRecovery",
+    "Instance",
+    "Job",
+    "JobCheck",
+    "JobLedger",
+    "JobServer",
+    "LaunchConfig",
+    "LaunchContext",
+    "RecoveryInstance",
+    "SourceServer",
+    "parse_duration",
+]
+
 # --- constants ------------------------------------------------------------------------------------
 
-JOB_CHECK_KIND = "drs-job-check"
-# Tag added to every job next to drcore.tags.JOB_*: a retry-failed resume launches again.
-# Replication states a failover may launch from. STALLED / DISCONNECTED / STOPPED / PAUSED /
-# INITIAL_SYNC / INITIATING are not (REPLICATION_NOT_READY).
-READY_STATES = frozenset({"CONTINUOUS", "BACKLOG", "CREATING_SNAPSHOT", "RESCAN"})
-LAUNCHED = "LAUNCHED"
-FAILED = "FAILED"
-FINAL_LAUNCH_STATUSES = frozenset({LAUNCHED, FAILED})
-JOB_COMPLETED = "COMPLETED"
 TWIN_NAME_CHUNK = 200  # values per EC2 filter
 # How far before the WaveStarted event a job of this part may have been created (clock skew).
 JOB_LOOKBACK = timedelta(minutes=15)
@@ -62,203 +118,26 @@ MAX_JOB_CHECKS = 240
 # A job DescribeJobs does not know yet (eventual consistency) is looked for this many times.
 MAX_JOB_NOT_FOUND_CHECKS = 5
 LEDGER_CACHE_JOBS = 1024
-RETRYABLE_CODES = frozenset(
-    {
-        "ConflictException",
-        "ServiceQuotaExceededException",
-        "ThrottlingException",
-        "InternalServerException",
-        "RequestLimitExceeded",
-        "EndpointError",
-    }
-)
+# A hold without a job after this long (the worker died between reserving and starting), or
+# whose job DRS no longer lists, is given back when the budget is full.
+HOLD_LEASE = timedelta(minutes=10)
+# Wake-ups of waiting batches stop after this many (~16 h at the last backoff step).
+MAX_WAKES = 1000
 
-# Result codes.
-NO_SOURCE_SERVER = "NO_SOURCE_SERVER"
-SCOPE_MISMATCH = "SCOPE_MISMATCH"
-REPLICATION_NOT_READY = "REPLICATION_NOT_READY"
-TWIN_IP_MISMATCH = "TWIN_IP_MISMATCH"
-AMBIGUOUS_TWIN = "AMBIGUOUS_TWIN"
-TWIN_NOT_LAUNCH_TARGET = "TWIN_NOT_LAUNCH_TARGET"
-PRIMARY_IP_UNKNOWN = "PRIMARY_IP_UNKNOWN"
+# Result codes (beyond the readiness codes of `readiness.py`).
+UNKNOWN_CUSTOMER = "UNKNOWN_CUSTOMER"
 LAUNCH_CONFIGURATION_FAILED = "LAUNCH_CONFIGURATION_FAILED"
 LAUNCH_FAILED = "LAUNCH_FAILED"
 IP_LAST_OCTET_MISMATCH = "IP_LAST_OCTET_MISMATCH"
-OPERATION_NOT_SUPPORTED = "OPERATION_NOT_SUPPORTED"
-UNKNOWN_CUSTOMER = "UNKNOWN_CUSTOMER"
+BUBBLE_ISOLATION_BREACH = "BUBBLE_ISOLATION_BREACH"
 JOB_TIMEOUT = "JOB_TIMEOUT"
-
-_DURATION = re.compile(
-    r"^P(?:(?P<weeks>\d+(?:\.\d+)?)W)?(?:(?P<days>\d+(?:\.\d+)?)D)?"
-    r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?"
-    r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
-)
-_UNIT_SECONDS = {"weeks": 604800, "days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
-
-
-# --- what the ports return ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SourceServer:
-    source_server_id: str
-    aws_instance_id: str | None
-    tags: Mapping[str, str] = field(default_factory=dict)
-    replication_state: str | None = None
-    lag_seconds: float | None = None
-    primary_ip: str | None = None
-    replication_direction: str | None = None
-
-
-@dataclass(frozen=True)
-class Instance:
-    instance_id: str
-    tags: Mapping[str, str] = field(default_factory=dict)
-    private_ip: str | None = None
-    state: str | None = None
-
-
-@dataclass(frozen=True)
-class JobServer:
-    source_server_id: str
-    launch_status: str | None = None
-    recovery_instance_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Job:
-    job_id: str
-    status: str
-    created_at: datetime | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
-    servers: tuple[JobServer, ...] = ()
-
-    @property
-    def completed(self) -> bool:
-        return self.status == JOB_COMPLETED
-
-
-@dataclass(frozen=True)
-class RecoveryInstance:
-    recovery_instance_id: str
-    source_server_id: str | None
-    ec2_instance_id: str | None
-    job_id: str | None = None
-    is_drill: bool | None = None
-
-
-class LaunchContext(BaseModel):
-    """What the part knew about one server when it launched it (stored with the job)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    resource_id: str
-    name: str
-    twin: str | None = None
-    primary_ip: str | None = None
-    lag_seconds: int | None = None
-    rpo_exceeded: bool | None = None
-
-
-@dataclass(frozen=True)
-class JobLedger:
-    reported: frozenset[str] = frozenset()
-    launches: Mapping[str, LaunchContext] = field(default_factory=dict)
-
-
-class JobCheck(BaseModel):
-    """The service's own delayed message: look at a job again."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    kind: Literal["drs-job-check"] = "drs-job-check"
-    job_id: str = Field(min_length=1)
-    account: str = Field(pattern=r"^\d{12}$")
-    region: str = Field(min_length=1)
-    attempt: int = Field(default=0, ge=0)
-
-
-class AwsError(Exception):
-    """An AWS call failed after botocore's retries (raised by adapters)."""
-
-    def __init__(self, code: str, message: str = "") -> None:
-        super().__init__(f"{code}: {message}" if message else code)
-        self.code = code
-        self.message = message
-
-    @property
-    def retryable(self) -> bool:
-        return self.code in RETRYABLE_CODES
-
-
-# --- ports ----------------------------------------------------------------------------------------
-
-
-class Workload(Protocol):
-    """DRS and EC2 in one workload account and DR region."""
-
-    def source_servers(self) -> list[SourceServer]: ...
-    def source_servers_by_id(self, ids: Sequence[str]) -> list[SourceServer]: ...
-    def jobs_since(self, since: datetime) -> list[Job]: ...
-    def job(self, job_id: str) -> Job | None: ...
-    def twins(self, customer: str, environment: str, names: Sequence[str]) -> list[Instance]: ...
-    def instances(self, ids: Sequence[str]) -> list[Instance]: ...
-    def launch_into(self, source_server_id: str, instance_id: str) -> None: ...
-    def start_recovery(self, source_server_ids: Sequence[str], tags: Mapping[str, str]) -> Job: ...
-    def recovery_instances(
-        self, ids: Sequence[str], source_server_ids: Sequence[str]
-    ) -> list[RecoveryInstance]: ...
-    def launch_errors(self, job_id: str) -> dict[str, str]: ...
-
-
-class Workloads(Protocol):
-    def get(self, entry: CustomerEntry, region: str) -> Workload: ...
-
-
-class Registry(Protocol):
-    def customer(self, name: str) -> CustomerEntry | None: ...
-    def by_account(self, account: str) -> CustomerEntry | None: ...
-
-
-class Results(Protocol):
-    def publish(self, details: Sequence[Detail]) -> None: ...
-
-
-class Checks(Protocol):
-    def schedule(self, checks: Sequence[tuple[JobCheck, int]]) -> None:
-        """Send each check with its delay in seconds."""
-        ...
-
-
-class Ledger(Protocol):
-    def load(self, job_id: str) -> JobLedger: ...
-    def record_launch(self, job_id: str, launches: Mapping[str, LaunchContext]) -> None: ...
-    def mark_reported(self, job_id: str, source_server_ids: Sequence[str]) -> None: ...
-
-
-class Log(Protocol):
-    def info(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...
-    def warning(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...
-    def error(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...
-
-
-# --- helpers --------------------------------------------------------------------------------------
-
-
-def parse_duration(value: str | None) -> float | None:
-    """ISO-8601 duration (`PT1M30S`, `P1DT2H`) to seconds; None when absent or unreadable."""
-    if not value:
-        return None
-    match = _DURATION.match(value.strip())
-    if not match or value.strip() in ("P", "PT"):
-        return None
-    return sum(float(v) * _UNIT_SECONDS[k] for k, v in match.groupdict().items() if v)
-
-
-def last_octet(ip: str | None) -> str | None:
-    if not ip or "." not in ip:
-        return None
-    return ip.rsplit(".", 1)[1]
+NO_SOURCE_SERVER = R.NO_SOURCE_SERVER
+SCOPE_MISMATCH = R.SCOPE_MISMATCH
+REPLICATION_NOT_READY = R.REPLICATION_NOT_READY
+TWIN_IP_MISMATCH = R.TWIN_IP_MISMATCH
+AMBIGUOUS_TWIN = R.AMBIGUOUS_TWIN
+TWIN_NOT_LAUNCH_TARGET = R.TWIN_NOT_LAUNCH_TARGET
+PRIMARY_IP_UNKNOWN = R.PRIMARY_IP_UNKNOWN
 
 
 def index_source_servers(servers: Iterable[SourceServer]) -> dict[str, SourceServer]:
@@ -269,22 +148,15 @@ def index_source_servers(servers: Iterable[SourceServer]) -> dict[str, SourceSer
             continue
         known = index.get(server.aws_instance_id)
         if known is None or (
-            known.replication_state not in READY_STATES and server.replication_state in READY_STATES
+            known.replication_state not in R.HEALTHY_STATES
+            and server.replication_state in R.HEALTHY_STATES
         ):
             index[server.aws_instance_id] = server
     return index
 
 
-_Item = TypeVar("_Item")
-
-
-def chunks(items: Sequence[_Item], size: int) -> Iterator[Sequence[_Item]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 @dataclass(frozen=True)
-class _Scope:
+class Scope:
     """Who a job (or a part) belongs to, from its tags."""
 
     operation_id: str
@@ -294,7 +166,7 @@ class _Scope:
     wave: int
 
     @classmethod
-    def from_job_tags(cls, tags: Mapping[str, str]) -> _Scope | None:
+    def from_job_tags(cls, tags: Mapping[str, str]) -> Scope | None:
         try:
             return cls(
                 operation_id=tags[T.JOB_OPERATION_ID],
@@ -318,17 +190,19 @@ class _Scope:
 @dataclass
 class _PartOutcome:
     events: list[Detail] = field(default_factory=list)
-    checks: list[JobCheck] = field(default_factory=list)
-    launched: int = 0
+    batches: list[LaunchBatch] = field(default_factory=list)
+    adopted_jobs: dict[str, tuple[str, str]] = field(default_factory=dict)
     adopted: int = 0
     failed: int = 0
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    ref: ResourceRef
-    server: SourceServer
-    context: LaunchContext
+@dataclass
+class DrainOutcome:
+    launched: int = 0
+    jobs: list[str] = field(default_factory=list)
+    waiting: list[LaunchBatch] = field(default_factory=list)
+    blocked: bool = False
+    next_due: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -351,8 +225,14 @@ class DrsRecovery:
         checks: Checks,
         ledger: Ledger,
         log: Log,
+        budget: Budget,
+        operations: Operations,
+        quotas: Quotas,
         batch_size: int = 100,
         poll_backoff: Sequence[int] = (5, 10, 20, 40, 60),
+        progress_backoff: Sequence[int] = (5, 10, 20, 40, 60),
+        launch_retries: int = 3,
+        relaunch_backoff: Sequence[int] = (10, 30, 60),
         now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._registry = registry
@@ -361,33 +241,64 @@ class DrsRecovery:
         self._checks = checks
         self._ledger = ledger
         self._log = log
+        self._budget = budget
+        self._ops = operations
+        self._quotas = quotas
         self._batch_size = batch_size
         self._backoff = tuple(poll_backoff) or (60,)
+        self._progress = tuple(progress_backoff) or (60,)
+        self._retries = launch_retries
+        self._relaunch_backoff = tuple(relaunch_backoff) or (60,)
         self._now = now
+        self._drills = DrillLaunches()
         self._batch: dict[tuple[str, str, str], ReconcileOutcome] = {}
-        self._scheduled: set[tuple[str, int]] = set()
+        self._scheduled: set[tuple[str, str, int]] = set()
         # What this process knows of each job's ledger. The table stays the truth; a stale entry
         # (another process reported meanwhile) only repeats a result, which the coordinator
         # ignores, and it saves a read per reconciliation.
         self._ledgers: OrderedDict[str, JobLedger] = OrderedDict()
 
+    # -- what the operator asked ------------------------------------------------------------------
+
+    def on_operation_requested(self, request: OperationRequested) -> None:
+        self._ops.save_options(
+            OperationOptions(
+                operation_id=request.operation_id,
+                customer=request.customer,
+                environment=request.environment,
+                operation=request.operation,
+                keep_drill_resources=request.keep_drill_resources,
+                reprotect=request.reprotect,
+                allow_data_loss=request.allow_data_loss,
+                requested_at=request.occurred_at,
+                requested_by=request.requested_by,
+            )
+        )
+
+    def _options(self, part: WaveStarted) -> OperationOptions:
+        """What the operator asked; the defaults when nothing was recorded (the service hears
+        only of requests that change a default, see `subscriptions.py`)."""
+        options = self._ops.load(part.operation_id).options
+        if options is not None:
+            return options
+        return OperationOptions(
+            operation_id=part.operation_id,
+            customer=part.customer,
+            environment=part.environment,
+            operation=part.operation,
+            requested_at=part.occurred_at,
+        )
+
     # -- a part of a wave ------------------------------------------------------------------------
 
     def recover_part(self, part: WaveStarted) -> dict[str, Any]:
-        """Launch the part's servers; returns a small summary (stored by the idempotency layer)."""
+        """Plan and queue the part's launches, then launch what the quotas allow. Returns a small
+        summary (stored by the idempotency layer)."""
         outcome = _PartOutcome()
         if part.strategy != Strategy.DRS:
             return {"skipped": f"strategy {part.strategy.value}"}
-        if part.operation != OperationType.FAILOVER:
-            # Drills and failback have their own flows; a production launch is never a fallback.
-            self._fail_all(
-                outcome,
-                part,
-                part.resources,
-                OPERATION_NOT_SUPPORTED,
-                f"the drs service does not run {part.operation.value} operations yet",
-            )
-        elif (entry := self._registry.customer(part.customer)) is None:
+        entry = self._registry.customer(part.customer)
+        if entry is None:
             self._fail_all(
                 outcome,
                 part,
@@ -396,6 +307,8 @@ class DrsRecovery:
                 f"customer {part.customer!r} is not in the registry",
             )
         else:
+            options = self._options(part)
+            force = options.allow_data_loss
             groups: dict[tuple[str, str], list[ResourceRef]] = {}
             for ref in part.resources:
                 groups.setdefault((ref.account, ref.dr_region), []).append(ref)
@@ -409,97 +322,324 @@ class DrsRecovery:
                         f"account {account} is not {part.customer}'s account {entry.account}",
                     )
                     continue
-                self._recover_group(outcome, part, entry, region, refs)
+                if part.operation == OperationType.FAILBACK:
+                    self._plan_failback(outcome, part, entry, region, refs)
+                elif part.operation == OperationType.BUBBLE_TEST:
+                    self._plan_drill(outcome, part, entry, region, refs, force)
+                else:
+                    self._plan_failover(outcome, part, entry, region, refs, force)
         self._results.publish(outcome.events)
-        self._schedule([(check, 0) for check in outcome.checks])
+        self._schedule(
+            [
+                (self._check(job_id, account, region), 0)
+                for job_id, (account, region) in sorted(outcome.adopted_jobs.items())
+            ]
+        )
+        launched, jobs, waiting = 0, [], 0
+        for account, region in sorted({(b.account, b.region) for b in outcome.batches}):
+            mine = [b for b in outcome.batches if (b.account, b.region) == (account, region)]
+            drained = self._launch_or_queue(account, region, mine)
+            launched += drained.launched
+            jobs += drained.jobs
+            ours = {b.batch_id for b in mine}
+            still = [b for b in drained.waiting if b.batch_id in ours]
+            waiting += sum(len(b.members) for b in still)
+            if still:
+                self._wake(account, region, 0, drained)
         summary = {
-            "launched": outcome.launched,
+            "launched": launched,
             "adopted": outcome.adopted,
             "failed": outcome.failed,
-            "jobs": sorted({c.job_id for c in outcome.checks}),
+            "waiting": waiting,
+            "jobs": sorted(set(jobs) | set(outcome.adopted_jobs)),
         }
         self._log.info("Part processed", extra={"wave": part.wave, "part": part.part, **summary})
         return summary
 
-    def _recover_group(
+    def _start_group(
+        self,
+        outcome: _PartOutcome,
+        part: WaveStarted,
+        workload: Workload,
+        refs: list[ResourceRef],
+        account: str,
+        region: str,
+    ) -> tuple[dict[str, SourceServer], dict[str, Job]] | None:
+        """Source servers by instance id and this step's earlier jobs, or None (all failed)."""
+        try:
+            by_instance = index_source_servers(workload.source_servers())
+            earlier = workload.jobs_since(part.occurred_at - JOB_LOOKBACK)
+        except AwsError as error:
+            self._fail_all(outcome, part, refs, error.code, str(error), error.retryable)
+            return None
+        return by_instance, self._launched_before(part, earlier)
+
+    def _screen(
+        self,
+        outcome: _PartOutcome,
+        part: WaveStarted,
+        ref: ResourceRef,
+        server: SourceServer | None,
+        adopted: dict[str, Job],
+        account: str,
+        region: str,
+    ) -> SourceServer | None:
+        """Source server found, in scope, not launched already for this step (then adopted)."""
+        if server is None:
+            self._fail(
+                outcome,
+                part,
+                ref,
+                NO_SOURCE_SERVER,
+                f"no DRS source server replicates {ref.resource_id} in {region}",
+            )
+            return None
+        problem = R.scope_problem(
+            f"source server {server.source_server_id}",
+            server.tags,
+            part.customer,
+            part.environment,
+        )
+        if problem:
+            self._fail(outcome, part, ref, problem.code or SCOPE_MISMATCH, problem.message)
+            return None
+        job = adopted.get(server.source_server_id)
+        if job is not None:
+            outcome.adopted += 1
+            outcome.events.append(self._started(part, ref, job))
+            outcome.adopted_jobs[job.job_id] = (account, region)
+            return None
+        return server
+
+    def _plan_failover(
         self,
         outcome: _PartOutcome,
         part: WaveStarted,
         entry: CustomerEntry,
         region: str,
         refs: list[ResourceRef],
+        force: bool,
+    ) -> None:
+        workload = self._workloads.get(entry, region)
+        started = self._start_group(outcome, part, workload, refs, entry.account, region)
+        if started is None:
+            return
+        by_instance, adopted = started
+        own = frozenset(j.job_id for j in adopted.values())
+        ready: list[tuple[ResourceRef, SourceServer, R.Verdict]] = []
+        for ref in refs:
+            server = self._screen(
+                outcome, part, ref, by_instance.get(ref.resource_id), adopted, entry.account, region
+            )
+            if server is None:
+                continue
+            verdict = R.job_in_progress(server, own) or R.replication(
+                server, ref.rpo_target_minutes, force=force
+            )
+            if not verdict.ok:
+                self._fail_verdict(outcome, part, ref, verdict)
+                continue
+            ready.append((ref, server, verdict))
+        if not ready:
+            return
+        names = sorted({ref.name for ref, _, _ in ready})
+        try:
+            twins = workload.twins(part.customer, part.environment, names)
+        except AwsError as error:
+            for ref, _, _ in ready:
+                self._fail(outcome, part, ref, error.code, str(error), error.retryable)
+            return
+        by_name: dict[str, list[Instance]] = {}
+        for instance in twins:
+            # Twin matching by Name happens only inside the operation's customer + environment.
+            if R.in_scope(instance.tags, part.customer, part.environment) and T.NAME in (
+                instance.tags
+            ):
+                by_name.setdefault(instance.tags[T.NAME], []).append(instance)
+        primaries = {} if force else self._primaries(entry, ready)
+        members: list[LaunchMember] = []
+        for ref, server, repl in ready:
+            primary_ip = ref.private_ip or server.primary_ip
+            verdict = R.twin(
+                server, primary_ip, by_name.get(ref.name, []), primaries.get(ref.resource_id)
+            )
+            if not verdict.ok:
+                self._fail_verdict(outcome, part, ref, verdict)
+                continue
+            context = LaunchContext(
+                resource_id=ref.resource_id,
+                name=ref.name,
+                twin=verdict.target,
+                primary_ip=primary_ip,
+                lag_seconds=repl.lag_seconds,
+                rpo_exceeded=repl.rpo_exceeded,
+                forced=repl.forced or None,
+                boot_mode=verdict.boot_mode,
+            )
+            members.append(LaunchMember(source_server_id=server.source_server_id, context=context))
+        self._enqueue(outcome, part, entry, entry.account, region, members)
+
+    def _primaries(
+        self, entry: CustomerEntry, ready: list[tuple[ResourceRef, SourceServer, R.Verdict]]
+    ) -> dict[str, Instance]:
+        """The primary instances (boot mode, platform): best effort, the primary region may be
+        down; then the boot mode stays unverified."""
+        found: dict[str, Instance] = {}
+        by_region: dict[str, list[str]] = {}
+        for ref, _, _ in ready:
+            by_region.setdefault(ref.region, []).append(ref.resource_id)
+        for region, ids in sorted(by_region.items()):
+            try:
+                found.update(
+                    {i.instance_id: i for i in self._workloads.get(entry, region).instances(ids)}
+                )
+            except AwsError as error:
+                self._log.warning(
+                    "Primary instances not readable: boot mode unverified",
+                    extra={"region": region, "error": str(error)},
+                )
+        return found
+
+    def _plan_drill(
+        self,
+        outcome: _PartOutcome,
+        part: WaveStarted,
+        entry: CustomerEntry,
+        region: str,
+        refs: list[ResourceRef],
+        force: bool,
     ) -> None:
         workload = self._workloads.get(entry, region)
         try:
-            by_instance = index_source_servers(workload.source_servers())
-            earlier = workload.jobs_since(part.occurred_at - JOB_LOOKBACK)
+            bubble = workload.bubble_network(T.bubble_network_name(part.customer, part.environment))
         except AwsError as error:
             self._fail_all(outcome, part, refs, error.code, str(error), error.retryable)
             return
-        adopted = self._launched_before(part, earlier)
-        candidates: list[_Candidate] = []
+        if bubble.problem:
+            # Never a fallback to production: without its isolated network a drill runs nowhere.
+            self._fail_all(outcome, part, refs, bubble.problem, bubble.reason)
+            return
+        started = self._start_group(outcome, part, workload, refs, entry.account, region)
+        if started is None:
+            return
+        by_instance, adopted = started
+        own = frozenset(j.job_id for j in adopted.values())
+        members: list[LaunchMember] = []
         for ref in refs:
-            server = by_instance.get(ref.resource_id)
+            server = self._screen(
+                outcome, part, ref, by_instance.get(ref.resource_id), adopted, entry.account, region
+            )
             if server is None:
-                self._fail(
-                    outcome,
-                    part,
-                    ref,
-                    NO_SOURCE_SERVER,
-                    f"no DRS source server replicates {ref.resource_id} in {region}",
+                continue
+            verdict = R.job_in_progress(server, own) or R.replication(
+                server, ref.rpo_target_minutes, force=force, drill=True
+            )
+            if not verdict.ok:
+                self._fail_verdict(outcome, part, ref, verdict)
+                continue
+            primary_ip = ref.private_ip or server.primary_ip
+            subnet, keeps_ip = bubble.placement(primary_ip)
+            context = LaunchContext(
+                resource_id=ref.resource_id,
+                name=ref.name,
+                primary_ip=primary_ip,
+                lag_seconds=verdict.lag_seconds,
+                rpo_exceeded=verdict.rpo_exceeded,
+                forced=verdict.forced or None,
+                bubble_vpc=bubble.vpc_id,
+                bubble_subnet=subnet.subnet_id,
+                bubble_groups=bubble.security_groups,
+                copy_private_ip=keeps_ip,
+            )
+            members.append(LaunchMember(source_server_id=server.source_server_id, context=context))
+        self._enqueue(outcome, part, entry, entry.account, region, members)
+
+    def _plan_failback(
+        self,
+        outcome: _PartOutcome,
+        part: WaveStarted,
+        entry: CustomerEntry,
+        dr_region: str,
+        refs: list[ResourceRef],
+    ) -> None:
+        """Launch back into the original primary instances from the reversed source servers
+        (in the primary region), once reverse replication is CONTINUOUS."""
+        dr = self._workloads.get(entry, dr_region)
+        try:
+            by_instance = index_source_servers(dr.source_servers())
+        except AwsError as error:
+            self._fail_all(outcome, part, refs, error.code, str(error), error.retryable)
+            return
+        by_primary: dict[str, list[ResourceRef]] = {}
+        for ref in refs:
+            by_primary.setdefault(ref.region, []).append(ref)
+        for primary_region, group in sorted(by_primary.items()):
+            workload = self._workloads.get(entry, primary_region)
+            reversed_ids = {}
+            for ref in group:
+                server = by_instance.get(ref.resource_id)
+                located = (
+                    arn_region_and_id(server.reversed_arn)
+                    if server and server.reversed_arn
+                    else None
                 )
-            elif (
-                server.tags.get(T.CUSTOMER) != part.customer
-                or server.tags.get(T.ENVIRONMENT) != part.environment
-            ):
-                self._fail(
-                    outcome,
-                    part,
-                    ref,
-                    SCOPE_MISMATCH,
-                    f"source server {server.source_server_id} is tagged "
-                    f"{T.CUSTOMER}={server.tags.get(T.CUSTOMER)!r} "
-                    f"{T.ENVIRONMENT}={server.tags.get(T.ENVIRONMENT)!r}, "
-                    f"not {part.customer}/{part.environment}",
+                if located and located[0] == primary_region:
+                    reversed_ids[ref.resource_id] = located[1]
+            try:
+                reversed_servers = {
+                    s.source_server_id: s
+                    for s in workload.source_servers_by_id(sorted(set(reversed_ids.values())))
+                }
+                earlier = workload.jobs_since(part.occurred_at - JOB_LOOKBACK)
+                targets = {
+                    i.instance_id: i for i in workload.instances([r.resource_id for r in group])
+                }
+            except AwsError as error:
+                self._fail_all(outcome, part, group, error.code, str(error), error.retryable)
+                continue
+            adopted = self._launched_before(part, earlier)
+            members: list[LaunchMember] = []
+            for ref in group:
+                dr_server = by_instance.get(ref.resource_id)
+                reversed_server = reversed_servers.get(reversed_ids.get(ref.resource_id, ""))
+                if reversed_server is not None and reversed_server.source_server_id in adopted:
+                    job = adopted[reversed_server.source_server_id]
+                    outcome.adopted += 1
+                    outcome.events.append(self._started(part, ref, job))
+                    outcome.adopted_jobs[job.job_id] = (entry.account, primary_region)
+                    continue
+                primary_ip = ref.private_ip or (dr_server.primary_ip if dr_server else None)
+                verdict = R.failback(
+                    part.customer,
+                    part.environment,
+                    dr_server,
+                    reversed_server,
+                    targets.get(ref.resource_id),
+                    primary_ip,
+                    ref.resource_id,
                 )
-            elif server.source_server_id in adopted:
-                job = adopted[server.source_server_id]
-                outcome.adopted += 1
-                outcome.events.append(self._started(part, ref, job))
-                if all(c.job_id != job.job_id for c in outcome.checks):
-                    outcome.checks.append(self._check(job.job_id, entry.account, region))
-            elif server.replication_state not in READY_STATES:
-                self._fail(
-                    outcome,
-                    part,
-                    ref,
-                    REPLICATION_NOT_READY,
-                    f"replication of {server.source_server_id} is {server.replication_state}",
-                    retryable=True,
+                if not verdict.ok or reversed_server is None or dr_server is None:
+                    self._fail_verdict(outcome, part, ref, verdict)
+                    continue
+                context = LaunchContext(
+                    resource_id=ref.resource_id,
+                    name=ref.name,
+                    twin=verdict.target,
+                    primary_ip=primary_ip,
+                    lag_seconds=verdict.lag_seconds,
+                    dr_instance=dr_server.recovery_instance_id,
                 )
-            else:
-                lag = server.lag_seconds
-                candidates.append(
-                    _Candidate(
-                        ref,
-                        server,
-                        LaunchContext(
-                            resource_id=ref.resource_id,
-                            name=ref.name,
-                            primary_ip=ref.private_ip or server.primary_ip,
-                            lag_seconds=None if lag is None else round(lag),
-                            rpo_exceeded=None if lag is None else lag > ref.rpo_target_minutes * 60,
-                        ),
-                    )
+                members.append(
+                    LaunchMember(source_server_id=reversed_server.source_server_id, context=context)
                 )
-        if candidates:
-            self._launch(outcome, part, entry, region, workload, candidates)
+            self._enqueue(outcome, part, entry, entry.account, primary_region, members)
 
     @staticmethod
     def _launched_before(part: WaveStarted, jobs: Iterable[Job]) -> dict[str, Job]:
-        """Servers already in a job of this operation, wave and attempt (a crashed earlier try)."""
+        """Servers already in a job of this operation, wave and attempt (a crashed earlier try);
+        the newest job when a failed launch was launched again."""
         adopted: dict[str, Job] = {}
-        for job in jobs:
+        for job in sorted(jobs, key=lambda j: (j.created_at is not None, j.created_at)):
             tags = job.tags
             if (
                 tags.get(T.JOB_OPERATION_ID) == part.operation_id
@@ -510,101 +650,318 @@ class DrsRecovery:
                     adopted[server.source_server_id] = job
         return adopted
 
-    def _launch(
+    def _enqueue(
         self,
         outcome: _PartOutcome,
         part: WaveStarted,
         entry: CustomerEntry,
+        account: str,
         region: str,
-        workload: Workload,
-        candidates: list[_Candidate],
+        members: list[LaunchMember],
     ) -> None:
-        names = sorted({c.ref.name for c in candidates})
-        try:
-            twins = workload.twins(part.customer, part.environment, names)
-        except AwsError as error:
-            for c in candidates:
-                self._fail(outcome, part, c.ref, error.code, str(error), error.retryable)
+        if not members:
             return
-        by_name: dict[str, list[Instance]] = {}
-        for twin in twins:
-            # Twin matching by Name happens only inside the operation's customer + environment.
-            if (
-                twin.tags.get(T.CUSTOMER) == part.customer
-                and twin.tags.get(T.ENVIRONMENT) == part.environment
-                and T.NAME in twin.tags
-            ):
-                by_name.setdefault(twin.tags[T.NAME], []).append(twin)
+        limits = self._quotas.limits(entry, region)
+        size = max(1, min(self._batch_size, limits.servers_per_job, limits.servers_in_active_jobs))
+        now = self._now()
+        for index, chunk in enumerate(chunks(members, size)):
+            batch = LaunchBatch(
+                batch_id=LaunchBatch.make_id(
+                    part.operation_id,
+                    part.wave,
+                    part.attempt,
+                    1,
+                    (m.source_server_id for m in chunk),
+                ),
+                account=account,
+                region=region,
+                operation_id=part.operation_id,
+                customer=part.customer,
+                environment=part.environment,
+                operation=part.operation,
+                wave=part.wave,
+                attempt=part.attempt,
+                # a part's batches keep their order in the queue (FIFO)
+                enqueued_at=now + timedelta(microseconds=index),
+                members=list(chunk),
+            )
+            outcome.batches.append(batch)
 
-        ready: list[_Candidate] = []
-        for candidate in candidates:
-            twin_or_error = self._twin_for(candidate, by_name.get(candidate.ref.name, []))
-            if isinstance(twin_or_error, tuple):
-                self._fail(outcome, part, candidate.ref, *twin_or_error)
-                continue
-            context = candidate.context.model_copy(update={"twin": twin_or_error})
-            if twin_or_error is not None:
+    # -- the quota scheduler ----------------------------------------------------------------------
+
+    def _launch_or_queue(
+        self, account: str, region: str, batches: list[LaunchBatch]
+    ) -> DrainOutcome:
+        """A part's batches launch at once while nothing waits and the budget has room; the
+        others queue behind what already waits (first come, first launched)."""
+        entry = self._registry.by_account(account)
+        if entry is None or self._budget.waiting(account, region):
+            for batch in batches:
+                self._budget.enqueue(batch)
+            return self.drain(account, region)
+        outcome = DrainOutcome()
+        workload = self._workloads.get(entry, region)
+        limits = self._quotas.limits(entry, region)
+        now = self._now()
+        for index, batch in enumerate(batches):
+            hold = Hold(hold_id=batch.batch_id, servers=len(batch.members), created_at=now)
+            if not self._reserve(entry, workload, account, region, hold, limits, now):
+                outcome.blocked = True
+            else:
                 try:
-                    workload.launch_into(candidate.server.source_server_id, twin_or_error)
-                except AwsError as error:
-                    self._fail(
-                        outcome,
-                        part,
-                        candidate.ref,
-                        LAUNCH_CONFIGURATION_FAILED,
-                        f"launch into {twin_or_error}: {error}",
-                        error.retryable,
+                    job_id = self._launch_batch(batch, entry, workload, hold)
+                except AwsError as error:  # DRS says wait (quota, throttling)
+                    self._log.warning(
+                        "Launch postponed", extra={"batch": batch.batch_id, "error": str(error)}
                     )
+                    self._budget.release(account, region, hold.hold_id, hold.servers)
+                    outcome.blocked = True
+                else:
+                    if job_id:
+                        outcome.jobs.append(job_id)
+                        outcome.launched += len(batch.members)
                     continue
-            ready.append(_Candidate(candidate.ref, candidate.server, context))
+            for rest in batches[index:]:
+                self._budget.enqueue(rest)
+            outcome.waiting = list(batches[index:])
+            break
+        return outcome
 
-        tags = {
-            T.JOB_OPERATION_ID: part.operation_id,
-            T.JOB_WAVE: str(part.wave),
-            T.JOB_CUSTOMER: part.customer,
-            T.JOB_ENVIRONMENT: part.environment,
-            T.JOB_OPERATION: part.operation.value,
-            T.JOB_ATTEMPT: str(part.attempt),
-        }
-        for batch in chunks(ready, self._batch_size):
-            try:
-                job = workload.start_recovery([c.server.source_server_id for c in batch], tags)
-            except AwsError as error:
-                for c in batch:
-                    self._fail(outcome, part, c.ref, error.code, str(error), error.retryable)
+    def drain(self, account: str, region: str) -> DrainOutcome:
+        """Launch the waiting batches of an account + region, oldest first, while the budget
+        (the DRS quotas, shared by every operation) has room."""
+        outcome = DrainOutcome()
+        entry = self._registry.by_account(account)
+        waiting = self._budget.waiting(account, region)
+        if entry is None or not waiting:
+            outcome.waiting = waiting
+            return outcome
+        now = self._now()
+        due = [b for b in waiting if b.not_before is None or b.not_before <= now]
+        later = [b for b in waiting if b not in due]
+        outcome.waiting = list(later)
+        if later:
+            outcome.next_due = min(b.not_before for b in later if b.not_before)
+        if not due:
+            return outcome
+        workload = self._workloads.get(entry, region)
+        limits = self._quotas.limits(entry, region)
+        try:
+            earlier = workload.jobs_since(min(b.enqueued_at for b in due) - JOB_LOOKBACK)
+        except AwsError as error:
+            self._log.warning("Jobs not readable; launches wait", extra={"error": str(error)})
+            outcome.waiting = waiting
+            outcome.blocked = True
+            return outcome
+        by_batch = {j.tags[T.JOB_BATCH]: j for j in earlier if T.JOB_BATCH in j.tags}
+        ended: dict[str, str | None] = {}
+        for index, batch in enumerate(due):
+            if batch.operation_id not in ended:
+                ended[batch.operation_id] = self._ops.load(batch.operation_id).ended
+            if ended[batch.operation_id]:
+                # The operation is over (failed, cancelled): what it still queued never starts.
+                self._log.info(
+                    "Dropping a launch of an ended operation",
+                    extra={"operation_id": batch.operation_id, "batch": batch.batch_id},
+                )
+                self._budget.done(batch)
                 continue
-            launches = {c.server.source_server_id: c.context for c in batch}
-            self._ledger.record_launch(job.job_id, launches)
-            self._remember(job.job_id, JobLedger(launches=launches))
-            outcome.launched += len(batch)
-            outcome.events += [self._started(part, c.ref, job) for c in batch]
-            outcome.checks.append(self._check(job.job_id, entry.account, region))
+            if not self._budget.claim(batch, now):
+                outcome.waiting.append(batch)  # another worker has it
+                continue
+            job = by_batch.get(batch.batch_id)
+            if job is not None:  # launched before a crash: adopt it, never launch twice
+                self._launched(batch, job, {m.source_server_id: m.context for m in batch.members})
+                self._budget.done(batch)
+                outcome.jobs.append(job.job_id)
+                continue
+            hold = Hold(hold_id=batch.batch_id, servers=len(batch.members), created_at=now)
+            if not self._reserve(entry, workload, account, region, hold, limits, now):
+                self._budget.unclaim(batch)
+                outcome.blocked = True
+                outcome.waiting += due[index:]
+                break
+            try:
+                job_id = self._launch_batch(batch, entry, workload, hold)
+            except AwsError as error:  # DRS says wait (quota, throttling): keep the batch
+                self._log.warning(
+                    "Launch postponed", extra={"batch": batch.batch_id, "error": str(error)}
+                )
+                self._budget.release(account, region, hold.hold_id, hold.servers)
+                self._budget.unclaim(batch)
+                outcome.blocked = True
+                outcome.waiting += due[index:]
+                break
+            self._budget.done(batch)
+            if job_id:
+                outcome.jobs.append(job_id)
+                outcome.launched += len(batch.members)
+        return outcome
+
+    def _reserve(
+        self,
+        entry: CustomerEntry,
+        workload: Workload,
+        account: str,
+        region: str,
+        hold: Hold,
+        limits: DrsLimits,
+        now: datetime,
+    ) -> bool:
+        if self._budget.reserve(account, region, hold, limits):
+            return True
+        # Full: give back holds a dead worker left (no job after the lease, or a finished job).
+        # A launch job carries its hold in its tags; a terminate job's hold names its job.
+        stale = [h for h in self._budget.holds(account, region) if now - h.created_at > HOLD_LEASE]
+        if not stale:
+            return False
+        try:
+            since = min(h.created_at for h in stale) - JOB_LOOKBACK
+            jobs = {j.tags.get(T.JOB_HOLD, ""): j for j in workload.jobs_since(since)}
+            jobs.update({j.job_id: j for j in workload.jobs([h.job_id or "" for h in stale])})
+        except AwsError:
+            return False
+        freed = False
+        for held in stale:
+            job = jobs.get(held.job_id or "") or jobs.get(held.hold_id)
+            if job is None or job.completed:
+                self._log.warning("Reclaiming a stale quota hold", extra={"hold": held.hold_id})
+                freed |= self._budget.release(account, region, held.hold_id, held.servers)
+        return freed and self._budget.reserve(account, region, hold, limits)
+
+    def _launch_batch(
+        self, batch: LaunchBatch, entry: CustomerEntry, workload: Workload, hold: Hold
+    ) -> str | None:
+        """Prepare the launch settings, start one DRS job; the job id, or None when every member
+        failed its preparation (reported). Raises AwsError when DRS says to wait."""
+        contexts = {m.source_server_id: m.context for m in batch.members}
+        failures: list[tuple[str, str, str, bool]] = []  # sid, code, message, retryable
+        if batch.drill:
+            contexts, failures = self._drills.prepare(workload, batch, self._now())
+        else:
+            if batch.operation == OperationType.FAILBACK:
+                targets = sorted({c.twin for c in contexts.values() if c.twin})
+                try:  # DRS launches only into an instance that allows it
+                    workload.tag_instances(targets, {T.DRS_LAUNCH_INTO: T.DRS_LAUNCH_INTO_VALUE})
+                except AwsError as error:
+                    failures += [(sid, error.code, str(error), error.retryable) for sid in contexts]
+            for sid, context in contexts.items():
+                if any(f[0] == sid for f in failures):
+                    continue
+                try:
+                    if context.twin:
+                        workload.launch_into(sid, context.twin)
+                    else:  # a standard launch: no launch-into target left by an earlier run
+                        workload.set_launch(sid, launch_into=None, copy_private_ip=False)
+                except AwsError as error:
+                    failures.append(
+                        (
+                            sid,
+                            LAUNCH_CONFIGURATION_FAILED,
+                            f"launch into {context.twin or '(none)'}: {error}",
+                            error.retryable,
+                        )
+                    )
+        failed = {sid for sid, *_ in failures}
+        ready = [sid for sid in contexts if sid not in failed]
+        scope = self._scope(batch)
+        events: list[Detail] = [
+            self._failed_result(scope, contexts[sid], code, message, None, retryable)
+            for sid, code, message, retryable in failures
+        ]
+        if not ready:
+            self._budget.release(batch.account, batch.region, hold.hold_id, hold.servers)
+            self._results.publish(events)
+            return None
+        tags = {
+            **batch.job_tags(),
+            T.JOB_HOLD: hold.hold_id,
+            T.JOB_HOLD_SERVERS: str(hold.servers),
+        }
+        try:
+            job = workload.start_recovery(ready, tags, drill=batch.drill)
+        except AwsError as error:
+            if error.code in WAIT_CODES:
+                self._results.publish(events)
+                raise
+            self._budget.release(batch.account, batch.region, hold.hold_id, hold.servers)
+            events += [
+                self._failed_result(
+                    scope, contexts[sid], error.code, str(error), None, error.retryable
+                )
+                for sid in ready
+            ]
+            self._results.publish(events)
+            return None
+        self._results.publish(events)
+        self._launched(batch, job, {sid: contexts[sid] for sid in ready})
+        return job.job_id
+
+    def _launched(
+        self, batch: LaunchBatch, job: Job, contexts: Mapping[str, LaunchContext]
+    ) -> None:
+        """Record a started job (ledger, operation), announce its servers, schedule its check."""
+        known = self._ledgers.get(job.job_id)
+        if known is None or not known.launches:
+            self._ledger.record_launch(job.job_id, contexts)
+            self._remember(job.job_id, JobLedger(launches=dict(contexts)))
+        self._ops.record_job(
+            batch.operation_id,
+            OpJob(
+                job_id=job.job_id,
+                account=batch.account,
+                region=batch.region,
+                kind="launch",
+                hold=batch.batch_id,
+                servers=len(contexts),
+                created_at=job.created_at or self._now(),
+            ),
+        )
+        scope = self._scope(batch)
+        self._results.publish(
+            [
+                ResourceRecoveryStarted(
+                    **scope.base(),
+                    resource_id=context.resource_id,
+                    wave=batch.wave,
+                    strategy=Strategy.DRS,
+                    job_id=job.job_id,
+                    started_at=job.created_at or self._now(),
+                )
+                for context in contexts.values()
+            ]
+        )
+        self._schedule([(self._check(job.job_id, batch.account, batch.region), 0)])
+
+    def _wake(self, account: str, region: str, attempt: int, drained: DrainOutcome) -> None:
+        if attempt >= MAX_WAKES:
+            self._log.error("Launches still waiting; wake-ups stop", extra={"region": region})
+            return
+        delay = step(self._progress, attempt)
+        if not drained.blocked and drained.next_due is not None:
+            delay = max(1, int((drained.next_due - self._now()).total_seconds()) + 1)
+        key = (f"wake:{account}", region, attempt)
+        if key in self._scheduled:
+            return
+        self._scheduled.add(key)
+        self._checks.schedule(
+            [(QuotaWake(account=account, region=region, attempt=attempt), min(delay, 900))]
+        )
+
+    def on_wake(self, wake: QuotaWake) -> None:
+        drained = self.drain(wake.account, wake.region)
+        if drained.waiting:
+            self._wake(wake.account, wake.region, wake.attempt + 1, drained)
 
     @staticmethod
-    def _twin_for(candidate: _Candidate, twins: list[Instance]) -> str | tuple[str, str] | None:
-        """The twin's instance id, None for a standard launch, or (code, message) to fail."""
-        ref = candidate.ref
-        if not twins:
-            return None
-        if len(twins) > 1:
-            ids = ", ".join(sorted(t.instance_id for t in twins))
-            return AMBIGUOUS_TWIN, f"{len(twins)} DR instances are named {ref.name!r}: {ids}"
-        twin = twins[0]
-        if twin.tags.get(T.DRS_LAUNCH_INTO) != T.DRS_LAUNCH_INTO_VALUE:
-            return (
-                TWIN_NOT_LAUNCH_TARGET,
-                f"twin {twin.instance_id} lacks tag {T.DRS_LAUNCH_INTO}={T.DRS_LAUNCH_INTO_VALUE}",
-            )
-        primary_ip = candidate.context.primary_ip
-        if last_octet(primary_ip) is None:
-            return PRIMARY_IP_UNKNOWN, f"primary IP of {ref.resource_id} is unknown"
-        if last_octet(twin.private_ip) != last_octet(primary_ip):
-            return (
-                TWIN_IP_MISMATCH,
-                f"twin {twin.instance_id} has IP {twin.private_ip}, primary has {primary_ip}: "
-                "the last octet must be the same",
-            )
-        return twin.instance_id
+    def _scope(batch: LaunchBatch) -> Scope:
+        return Scope(
+            operation_id=batch.operation_id,
+            customer=batch.customer,
+            environment=batch.environment,
+            operation=batch.operation,
+            wave=batch.wave,
+        )
 
     # -- results ----------------------------------------------------------------------------------
 
@@ -645,7 +1002,7 @@ class DrsRecovery:
             gave_up = attempt is None or attempt >= MAX_JOB_NOT_FOUND_CHECKS
             self._log.warning("Job not found", extra={"job_id": job_id, "gave_up": gave_up})
             return ReconcileOutcome(ours=False, done=gave_up)
-        scope = _Scope.from_job_tags(job.tags)
+        scope = Scope.from_job_tags(job.tags)
         if scope is None:
             return ReconcileOutcome(ours=False, done=True)  # not started by the orchestrator
         owner = self._registry.customer(scope.customer)
@@ -664,31 +1021,73 @@ class DrsRecovery:
             for s in job.servers
             if s.launch_status in FINAL_LAUNCH_STATUSES or job.completed or timed_out
         ]
-        if not final:
-            return ReconcileOutcome(ours=True, done=False)
-        ledger = self._ledgers.get(job_id) or self._ledger.load(job_id)
+        ledger = self._ledgers.get(job_id) or (self._ledger.load(job_id) if final else JobLedger())
         new = [s for s in final if s.source_server_id not in ledger.reported]
-        if not new:
-            return ReconcileOutcome(ours=True, done=job.completed or timed_out)
-        events, unresolved = self._results_for(job, scope, new, ledger, workload, region, timed_out)
-        # Publish first, then remember: a crash in between repeats a result, never loses one.
-        self._results.publish([e for _, e in events])
-        reported = [sid for sid, _ in events]
-        self._ledger.mark_reported(job_id, reported)
-        self._remember(job_id, replace(ledger, reported=ledger.reported | set(reported)))
+        reported = 0
+        unresolved: list[str] = []
+        if new:
+            events, unresolved, relaunch = self._results_for(
+                job, scope, new, ledger, workload, region, timed_out
+            )
+            if relaunch:
+                # Exactly one worker relaunches a failed server of a job (two may reconcile it).
+                claimed = set(self._ledger.claim_relaunch(job_id, [sid for sid, _ in relaunch]))
+                relaunch = [(sid, c) for sid, c in relaunch if sid in claimed]
+            if relaunch:
+                self._relaunch(job, scope, account, region, relaunch, entry)
+            # Publish first, then remember: a crash in between repeats a result, never loses one.
+            self._results.publish([e for _, e in events])
+            handled = [sid for sid, _ in events] + [sid for sid, _ in relaunch]
+            self._ledger.mark_reported(job_id, handled)
+            ledger = replace(ledger, reported=ledger.reported | set(handled))
+            self._remember(job_id, ledger)
+            reported = len(events)
         done = (job.completed or timed_out) and not unresolved
-        return ReconcileOutcome(ours=True, done=done, reported=len(events))
+        if done:
+            self._job_over(job, scope, ledger, account, region, workload)
+        return ReconcileOutcome(ours=True, done=done, reported=reported)
+
+    def _job_over(
+        self,
+        job: Job,
+        scope: Scope,
+        ledger: JobLedger,
+        account: str,
+        region: str,
+        workload: Workload,
+    ) -> None:
+        """A job is over: restore what a drill changed, give its quota share back, launch what
+        waited for it."""
+        if scope.operation == OperationType.BUBBLE_TEST and not ledger.restored:
+            # One restorer per job (the first to claim it); what a crash in between leaves is
+            # restored by the teardown and the janitor (the templates carry what to restore).
+            if self._ledger.mark_restored(job.job_id):
+                if not ledger.launches:
+                    ledger = self._ledger.load(job.job_id)
+                restored = self._drills.restore(workload, ledger.launches, self._log)
+                self._log.info("Drill launch settings restored", extra={"templates": restored})
+            self._remember(job.job_id, replace(ledger, restored=True))
+        hold = job.tags.get(T.JOB_HOLD)
+        servers = job.tags.get(T.JOB_HOLD_SERVERS, "")
+        held = int(servers) if servers.isdigit() else None
+        if hold and self._budget.release(account, region, hold, held):
+            drained = self.drain(account, region)
+            if drained.launched:
+                self._log.info(
+                    "Waiting launches started",
+                    extra={"servers": drained.launched, "jobs": drained.jobs},
+                )
 
     def _results_for(
         self,
         job: Job,
-        scope: _Scope,
+        scope: Scope,
         servers: list[JobServer],
         ledger: JobLedger,
         workload: Workload,
         region: str,
         timed_out: bool,
-    ) -> tuple[list[tuple[str, Detail]], list[str]]:
+    ) -> tuple[list[tuple[str, Detail]], list[str], list[tuple[str, LaunchContext]]]:
         contexts = dict(ledger.launches)
         missing = [s.source_server_id for s in servers if s.source_server_id not in contexts]
         if missing:
@@ -698,14 +1097,20 @@ class DrsRecovery:
                     resource_id=source.aws_instance_id or source.source_server_id,
                     name=source.aws_instance_id or source.source_server_id,
                     primary_ip=source.primary_ip,
+                    launch_try=int(job.tags.get(T.JOB_LAUNCH_TRY, "1") or 1),
                 )
         started_at = job.created_at or self._now()
         events: list[tuple[str, Detail]] = []
         unresolved: list[str] = []
+        relaunch: list[tuple[str, LaunchContext]] = []
+
+        def context_of(sid: str) -> LaunchContext:
+            return contexts.get(sid) or LaunchContext(resource_id=sid, name=sid)
 
         def fail(sid: str, code: str, message: str, retryable: bool = True) -> None:
-            context = contexts.get(sid) or LaunchContext(resource_id=sid, name=sid)
-            result = self._failed_result(scope, context, code, message, started_at, retryable)
+            result = self._failed_result(
+                scope, context_of(sid), code, message, started_at, retryable
+            )
             events.append((sid, result))
 
         launched = [s for s in servers if s.launch_status == LAUNCHED]
@@ -714,8 +1119,9 @@ class DrsRecovery:
             sid = server.source_server_id
             instance = dr_instances.get(sid)
             if instance is not None and instance.private_ip:
-                context = contexts.get(sid) or LaunchContext(resource_id=sid, name=sid)
-                result = self._launched_result(scope, job, context, instance, region, started_at)
+                result = self._launched_result(
+                    scope, job, context_of(sid), instance, region, started_at
+                )
                 events.append((sid, result))
             elif timed_out:
                 fail(sid, JOB_TIMEOUT, f"launched by {job.job_id}; its DR instance is not found")
@@ -727,13 +1133,68 @@ class DrsRecovery:
         errors = workload.launch_errors(job.job_id) if failed else {}
         for server in others:
             sid, status = server.source_server_id, server.launch_status
-            if status == FAILED:
-                fail(sid, LAUNCH_FAILED, errors.get(sid) or f"job {job.job_id}: launch FAILED")
+            context = context_of(sid)
+            if status == FAILED and context.launch_try <= self._retries:
+                relaunch.append((sid, context))  # a failed launch is launched again
+            elif status == FAILED:
+                error = errors.get(sid) or f"job {job.job_id}: launch FAILED"
+                tries = f" (after {context.launch_try} tries)" if context.launch_try > 1 else ""
+                fail(sid, LAUNCH_FAILED, f"{error}{tries}")
             elif job.completed:
                 fail(sid, LAUNCH_FAILED, f"job {job.job_id} completed with launch status {status}")
             else:
                 fail(sid, JOB_TIMEOUT, f"job {job.job_id} still {job.status} after all checks")
-        return events, unresolved
+        return events, unresolved, relaunch
+
+    def _relaunch(
+        self,
+        job: Job,
+        scope: Scope,
+        account: str,
+        region: str,
+        servers: list[tuple[str, LaunchContext]],
+        entry: CustomerEntry,
+    ) -> None:
+        """Queue failed launches again, after the backoff of their try."""
+        now = self._now()
+        by_try: dict[int, list[LaunchMember]] = {}
+        for sid, context in servers:
+            upcoming = context.launch_try + 1
+            member = LaunchMember(
+                source_server_id=sid, context=context.model_copy(update={"launch_try": upcoming})
+            )
+            by_try.setdefault(upcoming, []).append(member)
+        attempt = int(job.tags.get(T.JOB_ATTEMPT, "1") or 1)
+        for launch_try, members in sorted(by_try.items()):
+            delay = step(self._relaunch_backoff, launch_try - 2)
+            batch = LaunchBatch(
+                batch_id=LaunchBatch.make_id(
+                    scope.operation_id,
+                    scope.wave,
+                    attempt,
+                    launch_try,
+                    (m.source_server_id for m in members),
+                ),
+                account=account,
+                region=region,
+                operation_id=scope.operation_id,
+                customer=scope.customer,
+                environment=scope.environment,
+                operation=scope.operation,
+                wave=scope.wave,
+                attempt=attempt,
+                launch_try=launch_try,
+                enqueued_at=now,
+                not_before=now + timedelta(seconds=delay),
+                members=members,
+            )
+            self._budget.enqueue(batch)
+            self._log.warning(
+                "Failed launches queued again",
+                extra={"job_id": job.job_id, "servers": len(members), "try": launch_try},
+            )
+            drained = DrainOutcome(next_due=batch.not_before)
+            self._wake(account, region, 0, drained)
 
     @staticmethod
     def _dr_instances(
@@ -775,38 +1236,65 @@ class DrsRecovery:
 
     def _launched_result(
         self,
-        scope: _Scope,
+        scope: Scope,
         job: Job,
         context: LaunchContext,
         instance: Instance,
         region: str,
         started_at: datetime,
     ) -> Detail:
-        twin = context.twin
-        if twin is None and instance.tags.get(T.DRS_LAUNCH_INTO) == T.DRS_LAUNCH_INTO_VALUE:
-            twin = instance.instance_id  # context lost: the launch target carries the tag
         primary, dr = last_octet(context.primary_ip), last_octet(instance.private_ip)
-        if twin is not None and primary is not None and primary != dr:
-            return self._failed_result(
-                scope,
-                context,
-                IP_LAST_OCTET_MISMATCH,
-                f"DR instance {instance.instance_id} came up with {instance.private_ip}; "
-                f"the primary's IP is {context.primary_ip}",
-                started_at,
-                False,
+        details: dict[str, str] = {"job_id": job.job_id}
+        if context.launch_try > 1:
+            details["launch_try"] = str(context.launch_try)
+        if scope.operation == OperationType.BUBBLE_TEST:
+            if context.bubble_vpc and instance.vpc_id != context.bubble_vpc:
+                return self._failed_result(
+                    scope,
+                    context,
+                    BUBBLE_ISOLATION_BREACH,
+                    f"drill instance {instance.instance_id} is in VPC {instance.vpc_id}, not in "
+                    f"the bubble {context.bubble_vpc}: the teardown terminates it",
+                    started_at,
+                    False,
+                )
+            details.update(
+                drill="true",
+                bubble_vpc=context.bubble_vpc or "",
+                bubble_subnet=instance.subnet_id or context.bubble_subnet or "",
+                ip_last_octet="preserved" if primary is not None and primary == dr else "changed",
             )
-        details = {"job_id": job.job_id, "twin": twin or "none"}
-        if primary is None:
-            details["ip_last_octet"] = "unverified"
         else:
-            details["ip_last_octet"] = "preserved" if primary == dr else "changed"
-        if twin is None:
-            details["warning"] = "no DR twin: standard launch, the private IP is not preserved"
+            twin = context.twin
+            if twin is None and instance.tags.get(T.DRS_LAUNCH_INTO) == T.DRS_LAUNCH_INTO_VALUE:
+                twin = instance.instance_id  # context lost: the launch target carries the tag
+            if twin is not None and primary is not None and primary != dr:
+                return self._failed_result(
+                    scope,
+                    context,
+                    IP_LAST_OCTET_MISMATCH,
+                    f"instance {instance.instance_id} came up with {instance.private_ip}; "
+                    f"the primary's IP is {context.primary_ip}",
+                    started_at,
+                    False,
+                )
+            details["twin"] = twin or "none"
+            if primary is None:
+                details["ip_last_octet"] = "unverified"
+            else:
+                details["ip_last_octet"] = "preserved" if primary == dr else "changed"
+            if twin is None:
+                details["warning"] = "no DR twin: standard launch, the private IP is not preserved"
+            if scope.operation == OperationType.FAILBACK:
+                details["direction"] = "failback"
+            if context.boot_mode:
+                details["boot_mode"] = context.boot_mode
         if context.lag_seconds is not None:
             details["lag_seconds"] = str(context.lag_seconds)
         if context.rpo_exceeded is not None:
             details["rpo_exceeded"] = str(context.rpo_exceeded).lower()
+        if context.forced:
+            details["forced"] = "true"
         return ResourceRecovered(
             **scope.base(),
             resource_id=context.resource_id,
@@ -822,7 +1310,7 @@ class DrsRecovery:
 
     def _failed_result(
         self,
-        scope: _Scope,
+        scope: Scope,
         context: LaunchContext,
         code: str,
         message: str,
@@ -854,13 +1342,15 @@ class DrsRecovery:
 
     def _schedule(self, checks: Sequence[tuple[JobCheck, int]]) -> None:
         """Send checks with `attempt` set; the delay is the backoff step of that attempt."""
-        pending: list[tuple[JobCheck, int]] = []
+        pending: list[tuple[Any, int]] = []
         for check, attempt in checks:
-            if (check.job_id, attempt) in self._scheduled:
+            key = ("job", check.job_id, attempt)
+            if key in self._scheduled:
                 continue
-            self._scheduled.add((check.job_id, attempt))
-            delay = self._backoff[min(attempt, len(self._backoff) - 1)]
-            pending.append((check.model_copy(update={"attempt": attempt}), delay))
+            self._scheduled.add(key)
+            pending.append(
+                (check.model_copy(update={"attempt": attempt}), step(self._backoff, attempt))
+            )
         if pending:
             self._checks.schedule(pending)
 
@@ -872,6 +1362,13 @@ class DrsRecovery:
             strategy=Strategy.DRS,
             job_id=job.job_id,
             started_at=job.created_at or self._now(),
+        )
+
+    def _fail_verdict(
+        self, outcome: _PartOutcome, part: WaveStarted, ref: ResourceRef, verdict: R.Verdict
+    ) -> None:
+        self._fail(
+            outcome, part, ref, verdict.code or "NOT_READY", verdict.message, verdict.retryable
         )
 
     def _fail(
@@ -892,7 +1389,7 @@ class DrsRecovery:
                 strategy=Strategy.DRS,
                 error_code=code,
                 error=f"{ref.name}: {message}",
-                retryable=retryable,
+                retryable=retryable or code in RETRYABLE_CODES,
                 failed_at=self._now(),
             )
         )

@@ -1,4 +1,5 @@
-"""DRS handler: `WaveStarted` parts, DRS's native launch results and the service's job checks."""
+"""DRS handler: wave parts, DRS's native launch results, operation life events and the service's
+own messages (job checks, quota wake-ups, teardown and re-protection checks, the janitor)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,23 @@ from events.schemas import (
     DrsLaunchResult,
     EventEnvelope,
     NativeDetailType,
+    OperationRequested,
     WaveStarted,
 )
-from services.drs.domain import JOB_CHECK_KIND, JobCheck
+from events.schemas.models import DrillCleanupRequested, RegionalOperationStarted
+from services.drs.lifecycle import OperationEnded
+from services.drs.records import (
+    JANITOR_KIND,
+    JOB_CHECK_KIND,
+    PROTECT_CHECK_KIND,
+    QUOTA_WAKE_KIND,
+    TEARDOWN_CHECK_KIND,
+    JanitorRun,
+    JobCheck,
+    ProtectCheck,
+    QuotaWake,
+    TeardownCheck,
+)
 
 if TYPE_CHECKING:
     from services.drs.adapters import DrsService
@@ -44,9 +59,51 @@ def _launch_result(detail: DrsLaunchResult, envelope: EventEnvelope) -> None:
     _service().reconcile_job(detail.job_id, account, region)
 
 
+@router.on(DetailType.OPERATION_REQUESTED)
+def _requested(detail: OperationRequested, envelope: EventEnvelope) -> None:
+    _service().lifecycle.requested(detail)
+
+
+@router.on(DetailType.OPERATION_COMPLETED)
+@router.on(DetailType.OPERATION_FAILED)
+@router.on(DetailType.OPERATION_CANCELLED)
+def _ended(detail: OperationEnded, envelope: EventEnvelope) -> None:
+    _service().lifecycle.ended(detail)
+
+
+@router.on(DetailType.DRILL_CLEANUP_REQUESTED)
+def _cleanup(detail: DrillCleanupRequested, envelope: EventEnvelope) -> None:
+    _service().lifecycle.cleanup(detail)
+
+
+@router.on(DetailType.REGIONAL_OPERATION_STARTED)
+def _regional(detail: RegionalOperationStarted, envelope: EventEnvelope) -> None:
+    _service().lifecycle.regional(detail)
+
+
 @router.on_message(JOB_CHECK_KIND, JobCheck)
 def _job_check(message: JobCheck) -> None:
     _service().reconcile_job(message.job_id, message.account, message.region, message.attempt)
+
+
+@router.on_message(QUOTA_WAKE_KIND, QuotaWake)
+def _wake(message: QuotaWake) -> None:
+    _service().domain.on_wake(message)
+
+
+@router.on_message(TEARDOWN_CHECK_KIND, TeardownCheck)
+def _teardown(message: TeardownCheck) -> None:
+    _service().drills.on_check(message)
+
+
+@router.on_message(PROTECT_CHECK_KIND, ProtectCheck)
+def _protect(message: ProtectCheck) -> None:
+    _service().protection.check(message)
+
+
+@router.on_message(JANITOR_KIND, JanitorRun)
+def _janitor(message: JanitorRun) -> None:
+    _service().drills.janitor(message.max_age_seconds)
 
 
 @obs.logger.inject_lambda_context

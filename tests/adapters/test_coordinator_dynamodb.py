@@ -18,7 +18,6 @@ from drcore.state import (
     OperationState,
     PlanStore,
     ResourceState,
-    WaveState,
     list_operations,
     read_operation,
 )
@@ -26,7 +25,9 @@ from events.schemas import (
     Detail,
     OperationCompleted,
     OperationFailed,
+    OperationResumeRequested,
     OperationType,
+    ResumeMode,
     Source,
     Strategy,
     WaveStarted,
@@ -41,6 +42,7 @@ from services.coordinator.domain import (
     LockRecord,
     ResourceResult,
     ResultOutcome,
+    WavePhase,
     WaveRecord,
     record_from_request,
     resource_record,
@@ -61,6 +63,18 @@ from tests.unit.test_coordinator_domain import (
 )
 
 OP = "op-000001"
+WaveState = WavePhase  # the coordinator's wave states (drcore.state.WaveState's values and more)
+
+
+def resume(mode: ResumeMode) -> OperationResumeRequested:
+    return OperationResumeRequested(
+        operation_id=OP,
+        customer=CUSTOMER,
+        environment=ENVIRONMENT,
+        operation=OperationType.FAILOVER,
+        requested_by="sre@example.com",
+        mode=mode,
+    )
 
 
 @pytest.fixture
@@ -173,15 +187,17 @@ def test_given_a_three_wave_plan_when_run_on_dynamodb_then_read_operation_shows_
     assert [o["operation_id"] for o in list_operations(table, CUSTOMER, ENVIRONMENT)] == [OP]
 
 
-def test_given_a_failed_resource_on_dynamodb_when_the_wave_ends_then_the_failure_is_readable(
+def test_given_a_failed_resource_on_dynamodb_when_retried_then_only_the_new_attempt_counts(
     running: Running, table: Any
 ):
     running.start(the_plan=plan({1: [resource("i-1", 1), resource("i-2", 1)]}))
     running.coordinator.on_resource_recovered(recovered(OP, "i-1", 1))
     running.coordinator.on_resource_recovery_failed(failed(OP, "i-2", 1))
+
+    # Then the operation is PAUSED with the failure readable
     view = read_operation(table, OP)
     assert view is not None
-    assert (view.state, view.error_code) == (OperationState.FAILED, ErrorCode.WAVE_FAILED)
+    assert view.state == OperationState.PAUSED
     assert view.reason is not None and "i-2" in view.reason
     failed_view = next(r for r in view.resources if r.resource_id == "i-2")
     assert (failed_view.state, failed_view.error_code, failed_view.error) == (
@@ -191,8 +207,26 @@ def test_given_a_failed_resource_on_dynamodb_when_the_wave_ends_then_the_failure
     )
     wave = running.repo.get_wave(OP, 1)
     assert wave is not None and wave.failed_resources == frozenset({"i-2"})
-    [event] = running.publisher.of(OperationFailed)
-    assert (event.code, event.wave) == (ErrorCode.WAVE_FAILED, 1)
+    assert running.publisher.of(OperationFailed) == []
+
+    # When retried, the old failure delivered again is not counted; the new result is
+    running.clock.tick(600)
+    running.coordinator.on_resume_requested(resume(ResumeMode.RETRY_FAILED))
+    item = running.repo.get_resource(OP, "i-2")
+    assert item is not None and (item.state, item.attempt, item.error) == (
+        ResourceState.RECOVERING,
+        2,
+        None,
+    )
+    running.coordinator.on_resource_recovery_failed(failed(OP, "i-2", 1))
+    assert running.repo.get_wave(OP, 1).failed == 0  # type: ignore[union-attr]
+    later = recovered(OP, "i-2", 1).model_copy(
+        update={"completed_at": running.clock.now + timedelta(minutes=1)}
+    )
+    running.coordinator.on_resource_recovered(later)
+    view = read_operation(table, OP)
+    assert view is not None and view.state == OperationState.COMPLETED
+    assert [w.recovered for w in view.waves] == [2]
 
 
 def test_given_an_active_operation_on_dynamodb_when_another_is_requested_then_it_is_rejected(

@@ -142,7 +142,8 @@ def test_given_the_demo_estate_when_a_wave_is_recovered_then_all_into_twins_with
     assert drs.get("UpdateLaunchConfiguration") == len(part.resources)
     # Everything but the per-server launch configuration is batched: per part and per job.
     assert drs.get("DescribeSourceServers") == 1
-    assert counted.get("ec2", {}).get("DescribeInstances") == 2  # twins, then DR instances
+    # twins, the primaries (boot mode), then the DR instances
+    assert counted.get("ec2", {}).get("DescribeInstances") == 3
     total = sum(sum(ops.values()) for ops in counted.values())
     assert total <= 8 * len(part.resources), counted
 

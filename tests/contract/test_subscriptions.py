@@ -27,6 +27,12 @@ def _goldens() -> dict[str, dict[str, Any]]:
     events["native:drs-launch-result"] = json.loads(
         (GOLDEN_DIR / "native" / "drs-source-server-launch-result.json").read_text()
     )
+    events["native:ssm-automation-status"] = json.loads(
+        (GOLDEN_DIR / "native" / "ssm-automation-execution-status-change.json").read_text()
+    )
+    running = copy.deepcopy(events["native:ssm-automation-status"])
+    running["detail"]["Status"] = "InProgress"  # not an end: the coordinator ignores it
+    events["native:ssm-automation-in-progress"] = running
     # Variants that must be told apart by detail conditions or by source.
     eks_wave = copy.deepcopy(events[DetailType.WAVE_STARTED.value])
     eks_wave["detail"]["strategy"] = Strategy.EKS_DNS.value
@@ -39,6 +45,12 @@ def _goldens() -> dict[str, dict[str, Any]]:
     forged = copy.deepcopy(events[DetailType.OPERATION_REQUESTED.value])
     forged["source"] = "dr.drs"  # only dr.cli may request operations
     events["OperationRequested:forged-source"] = forged
+    forced = copy.deepcopy(events[DetailType.OPERATION_REQUESTED.value])
+    forced["detail"]["allow_data_loss"] = True  # a request changing a drs default (--force)
+    events["OperationRequested:forced"] = forced
+    kept = copy.deepcopy(events[DetailType.OPERATION_REQUESTED.value])
+    kept["detail"] |= {"operation": "bubble-test", "keep_drill_resources": True}  # --keep
+    events["OperationRequested:kept"] = kept
     return events
 
 
@@ -49,14 +61,27 @@ RESULTS = {
     for source in RESULT_SOURCES
 }
 
+REQUEST_VARIANTS = ("OperationRequested:forced", "OperationRequested:kept")
 # Rule -> the golden events it must match (and nothing else).
 EXPECTED: dict[str, set[str]] = {
-    "dr-discovery-operation-requested": {"OperationRequested"},
-    "dr-coordinator-operation-requested": {"OperationRequested"},
+    "dr-discovery-operation-requested": {"OperationRequested", *REQUEST_VARIANTS},
+    "dr-coordinator-operation-requested": {"OperationRequested", *REQUEST_VARIANTS},
     "dr-coordinator-discovery-results": {"PlanReady", "DiscoveryFailed"},
     "dr-coordinator-resource-results": RESULTS,
+    "dr-coordinator-operation-controls": {"OperationCancelRequested", "OperationResumeRequested"},
+    "dr-coordinator-approvals": {"ApprovalGranted", "ApprovalRejected"},
+    "dr-coordinator-hook-status": {"native:ssm-automation-status"},
     "dr-drs-wave-started": {"WaveStarted"},
     "dr-drs-launch-results": {"native:drs-launch-result"},
+    # Only requests that change a drs default (--force, --keep, --no-reprotect).
+    "dr-drs-operation-requested": set(REQUEST_VARIANTS),
+    "dr-drs-operation-lifecycle": {
+        "OperationCompleted",
+        "OperationFailed",
+        "OperationCancelled",
+        "RegionalOperationStarted",
+    },
+    "dr-drs-drill-cleanup": {"DrillCleanupRequested"},
     # Every orchestration event, whatever its source, and no AWS-native one.
     "dr-metrics-orchestration-events": {name for name in GOLDEN if not name.startswith("native:")},
 }

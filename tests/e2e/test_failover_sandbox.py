@@ -84,7 +84,20 @@ def test_demo_failover_recovers_every_server_into_its_twin_in_wave_order(
     account, dr_region = "111111111111", "us-east-2"
 
     # Given a failover running, when a second one is requested for the same scope
-    first = drctl(sandbox, "failover", "-c", "acme", "-e", "production", "--yes", "-o", "json")
+    # (production: approval gates are on by default; this scenario runs without them)
+    first = drctl(
+        sandbox,
+        "failover",
+        "-c",
+        "acme",
+        "-e",
+        "production",
+        "--yes",
+        "--approval",
+        "none",
+        "-o",
+        "json",
+    )
     assert first.returncode == 0, first.stderr
     first_id = json.loads(first.stdout)["operation_id"]
     second = drctl(
@@ -188,6 +201,7 @@ def test_demo_failover_recovers_every_server_into_its_twin_in_wave_order(
         "discovery": 0,
         "coordinator": 0,
         "drs": 0,
+        "metrics": 0,
     }
     assert _drs_actions(sandbox) == actions_before
     assert _operations(sandbox) == operations_before

@@ -203,19 +203,35 @@ def test_given_a_twin_when_recovery_starts_then_drs_launches_into_it_keeping_its
     assert event["detail"] == {"state": "RECOVERY_LAUNCH_SUCCEEDED", "job-id": job["jobID"]}
 
 
-def test_given_no_launch_into_then_a_new_instance_is_launched(
+def test_given_no_launch_into_then_a_new_instance_is_launched_from_the_launch_template(
     admin: Admin, client: ClientFactory
 ) -> None:
+    # Given a source server whose EC2 launch template (created by DRS) names tags
     drs = client("drs")
+    ec2 = client("ec2")
     (sid,) = register(admin, 1)
+    template = drs.get_launch_configuration(sourceServerID=sid)["ec2LaunchTemplateID"]
+    version = ec2.create_launch_template_version(
+        LaunchTemplateId=template,
+        SourceVersion="$Default",
+        LaunchTemplateData={
+            "TagSpecifications": [
+                {"ResourceType": "instance", "Tags": [{"Key": "t", "Value": "1"}]}
+            ]
+        },
+    )["LaunchTemplateVersion"]["VersionNumber"]
+    ec2.modify_launch_template(LaunchTemplateId=template, DefaultVersion=str(version))
+
+    # When it is recovered without a launch-into target
     job = drs.start_recovery(sourceServers=[{"sourceServerID": sid}], tags={"k": "v"})["job"]
     done, _ = wait_job(drs, job["jobID"])
+
+    # Then a new instance runs with the template's tags (the job's tags stay on the job)
     new_id = done["participatingServers"][0]["recoveryInstanceID"]
-    instance = client("ec2").describe_instances(InstanceIds=[new_id])["Reservations"][0][
-        "Instances"
-    ][0]
+    instance = ec2.describe_instances(InstanceIds=[new_id])["Reservations"][0]["Instances"][0]
     assert instance["State"]["Name"] == "running"
-    assert {"Key": "k", "Value": "v"} in instance["Tags"]
+    assert instance["Tags"] == [{"Key": "t", "Value": "1"}]
+    assert drs.list_tags_for_resource(resourceArn=done["arn"])["tags"] == {"k": "v"}
 
 
 def test_given_failure_rate_1_when_a_drill_starts_then_launch_fails_and_the_job_completes(

@@ -11,13 +11,15 @@ from typing import Any, TypeVar
 import pytest
 
 from drcore.plan import Plan, PlannedResource, PlanWave
-from drcore.state import OperationState, ResourceState, WaveState
+from drcore.registry import CustomerEntry, EnvironmentEntry
+from drcore.state import OperationState, ResourceState
 from events.schemas import (
     ApprovalMode,
     Detail,
     DiscoveryFailed,
     OperationCompleted,
     OperationFailed,
+    OperationPaused,
     OperationRequested,
     OperationType,
     PlanReady,
@@ -32,6 +34,7 @@ from events.schemas import (
 )
 from services.coordinator.domain import (
     DRY_RUN_REASON,
+    ApprovalRefusal,
     Coordinator,
     ErrorCode,
     LockRecord,
@@ -41,15 +44,51 @@ from services.coordinator.domain import (
     ResourceResult,
     ResultOutcome,
     RetryLater,
+    WavePhase,
     WaveRecord,
     executable_waves,
     split_wave,
     wave_outcome,
 )
+from services.coordinator.hooks import (
+    HookConfig,
+    HookRef,
+    HookSpec,
+    HookStartFailed,
+    HookStatus,
+    WorkloadTarget,
+)
+from services.coordinator.regional import ChildOutcome
+
+WaveState = WavePhase  # the wave states these tests were written with are its first four
 
 T = TypeVar("T", bound=Detail)
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 CUSTOMER, ENVIRONMENT = "acme", "production"
+ACCOUNT = "111111111111"
+
+
+def _path(record: Any, dotted: str) -> Any:
+    value = record
+    for part in dotted.split("."):
+        if value is None:
+            return None
+        value = value.get(part) if isinstance(value, Mapping) else getattr(value, part, None)
+    return value
+
+
+def _holds(record: Any, where: Mapping[str, Any] | None) -> bool:
+    return all(_path(record, k) == v for k, v in (where or {}).items())
+
+
+def _set(record: Any, changes: Mapping[str, Any]) -> Any:
+    """Apply changes; dotted names set a key of a mapping field (child_outcomes.<id>)."""
+    plain = {k: v for k, v in changes.items() if "." not in k}
+    for key, value in changes.items():
+        if "." in key:
+            name, child = key.split(".", 1)
+            plain[name] = {**getattr(record, name), child: value}
+    return replace(record, **plain)
 
 
 # --- fakes -----------------------------------------------------------------------------------
@@ -64,6 +103,8 @@ class FakeRepository:
         self.resources: dict[str, dict[str, ResourceRecord]] = {}
         self.locks: dict[tuple[str, str], LockRecord] = {}
         self.plans: dict[str, Plan] = {}
+        self.hook_refs: dict[str, HookRef] = {}
+        self.active: dict[str, datetime] = {}
 
     def get_operation(self, operation_id: str) -> OperationRecord | None:
         return self.operations.get(operation_id)
@@ -75,13 +116,38 @@ class FakeRepository:
         return True
 
     def update_operation(
-        self, operation_id: str, expect: Iterable[OperationState], changes: Mapping[str, Any]
+        self,
+        operation_id: str,
+        expect: Iterable[OperationState],
+        changes: Mapping[str, Any],
+        where: Mapping[str, Any] | None = None,
     ) -> bool:
         current = self.operations.get(operation_id)
-        if current is None or current.state not in set(expect):
+        if current is None or current.state not in set(expect) or not _holds(current, where):
             return False
-        self.operations[operation_id] = replace(current, **changes)
+        self.operations[operation_id] = _set(current, changes)
         return True
+
+    def record_child_outcome(self, parent_id: str, child_id: str, outcome: ChildOutcome) -> None:
+        parent = self.operations[parent_id]
+        self.operations[parent_id] = replace(
+            parent, child_outcomes={**parent.child_outcomes, child_id: outcome}
+        )
+
+    def mark_active(self, operation_id: str, at: datetime) -> None:
+        self.active[operation_id] = at
+
+    def clear_active(self, operation_id: str) -> None:
+        self.active.pop(operation_id, None)
+
+    def list_active(self) -> list[tuple[str, datetime]]:
+        return sorted(self.active.items())
+
+    def put_hook_ref(self, execution_id: str, ref: HookRef) -> None:
+        self.hook_refs[execution_id] = ref
+
+    def get_hook_ref(self, execution_id: str) -> HookRef | None:
+        return self.hook_refs.get(execution_id)
 
     def acquire_lock(self, lock: LockRecord) -> LockRecord:
         key = (lock.customer, lock.environment)
@@ -129,12 +195,47 @@ class FakeRepository:
         number: int,
         expect: Iterable[WaveState],
         changes: Mapping[str, Any],
+        where: Mapping[str, Any] | None = None,
     ) -> bool:
         current = self.get_wave(operation_id, number)
-        if current is None or current.state not in set(expect):
+        if current is None or current.state not in set(expect) or not _holds(current, where):
             return False
         self.waves[operation_id][number] = replace(current, **changes)
         return True
+
+    def append_refusal(self, operation_id: str, number: int, refusal: ApprovalRefusal) -> None:
+        wave = self.waves[operation_id][number]
+        self.waves[operation_id][number] = replace(wave, refusals=(*wave.refusals, refusal))
+
+    def list_resources(self, operation_id: str) -> list[ResourceRecord]:
+        return list(self.resources.get(operation_id, {}).values())
+
+    def retry_resources(
+        self, operation_id: str, resource_ids: Sequence[str], attempt: int, started_at: datetime
+    ) -> None:
+        stored = self.resources.get(operation_id, {})
+        for resource_id in resource_ids:
+            current = stored.get(resource_id)
+            failed = current is not None and current.state == ResourceState.FAILED
+            if current is not None and failed and current.attempt < attempt:
+                stored[resource_id] = replace(
+                    current,
+                    state=ResourceState.RECOVERING,
+                    attempt=attempt,
+                    attempt_started_at=started_at,
+                    started_at=started_at,
+                    completed_at=None,
+                    error=None,
+                    error_code=None,
+                    dr_resource_id=None,
+                    dr_private_ip=None,
+                )
+
+    def mark_checked(self, operation_id: str, resource_ids: Sequence[str], at: datetime) -> None:
+        stored = self.resources.get(operation_id, {})
+        for resource_id in resource_ids:
+            current = stored[resource_id]
+            stored[resource_id] = replace(current, checks=current.checks + 1, last_check_at=at)
 
     def put_resources(self, operation_id: str, resources: Sequence[ResourceRecord]) -> None:
         for resource in resources:
@@ -162,6 +263,10 @@ class FakeRepository:
             (resource.wave, resource.strategy) != (result.wave, result.strategy)
             or wave is None
             or wave.state != WaveState.RECOVERING
+            or (
+                resource.attempt_started_at is not None
+                and result.completed_at < resource.attempt_started_at
+            )
         ):
             return ResultOutcome.REJECTED
         self.resources[result.operation_id][result.resource_id] = replace(
@@ -335,18 +440,123 @@ def failed(
     )
 
 
+class FakeRegistry:
+    def __init__(self, *entries: CustomerEntry) -> None:
+        self.entries = {e.name: e for e in entries}
+
+    def customer(self, name: str) -> CustomerEntry | None:
+        return self.entries.get(name)
+
+    def customers(self) -> list[CustomerEntry]:
+        return list(self.entries.values())
+
+
+def entry(
+    name: str = CUSTOMER,
+    environments: Mapping[str, bool] | None = None,
+    regions: Mapping[str, str] | None = None,
+    account: str = ACCOUNT,
+) -> CustomerEntry:
+    envs = environments if environments is not None else {ENVIRONMENT: True}
+    return CustomerEntry(
+        name=name,
+        account=account,
+        regions=dict(regions or {"us-east-1": "us-east-2"}),
+        environments=[EnvironmentEntry(name=n, production=p) for n, p in envs.items()],
+        external_id=f"dr-{name}",
+    )
+
+
+class FakeHooks:
+    """Hook configuration and an SSM Automation stand-in: executions run until `complete`."""
+
+    def __init__(self) -> None:
+        self.configs: dict[tuple[str, str], HookConfig] = {}
+        self.started: list[tuple[WorkloadTarget, HookSpec, dict[str, list[str]], str]] = []
+        self.by_token: dict[str, str] = {}
+        self.statuses: dict[str, HookStatus] = {}
+        self.stopped: list[str] = []
+        self.refuse: str | None = None
+
+    def get(self, customer: str, environment: str) -> HookConfig | None:
+        return self.configs.get((customer, environment))
+
+    def start(
+        self,
+        target: WorkloadTarget,
+        spec: HookSpec,
+        parameters: Mapping[str, list[str]],
+        token: str,
+    ) -> str:
+        if self.refuse:
+            raise HookStartFailed(self.refuse)
+        if token in self.by_token:
+            return self.by_token[token]
+        execution_id = f"exec-{len(self.by_token) + 1:04d}"
+        self.by_token[token] = execution_id
+        self.started.append((target, spec, dict(parameters), execution_id))
+        self.statuses[execution_id] = HookStatus("InProgress")
+        return execution_id
+
+    def status(self, target: WorkloadTarget, execution_id: str) -> HookStatus | None:
+        return self.statuses.get(execution_id)
+
+    def stop(self, target: WorkloadTarget, execution_id: str) -> None:
+        self.stopped.append(execution_id)
+        self.statuses[execution_id] = HookStatus("Cancelled")
+
+    def complete(self, execution_id: str, status: str = "Success", message: str | None = None):
+        self.statuses[execution_id] = HookStatus(status, message)
+
+
+class FakeNotifier:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, dict[str, str]]] = []
+
+    def notify(self, subject: str, message: str, attributes: Mapping[str, str]) -> None:
+        self.sent.append((subject, message, dict(attributes)))
+
+
+class FakeScheduler:
+    def __init__(self) -> None:
+        self.scheduled: list[tuple[Any, int]] = []
+
+    def schedule(self, message: Any, delay_seconds: int) -> None:
+        self.scheduled.append((message, delay_seconds))
+
+
+class Tokens:
+    def __init__(self) -> None:
+        self.issued: list[str] = []
+
+    def __call__(self) -> str:
+        self.issued.append(f"apv-token-{len(self.issued) + 1:04d}")
+        return self.issued[-1]
+
+
 class Harness:
-    def __init__(self, part_size: int = 100) -> None:
+    def __init__(self, part_size: int = 100, registry: FakeRegistry | None = None) -> None:
         self.repo = FakeRepository()
         self.publisher = FakePublisher()
         self.clock = Clock()
         self.metrics = FakeMetrics()
+        self.registry = registry or FakeRegistry(entry())
+        self.hooks = FakeHooks()
+        self.notifier = FakeNotifier()
+        self.scheduler = FakeScheduler()
+        self.tokens = Tokens()
         self.coordinator = Coordinator(
             self.repo,
             self.publisher,
             part_size=part_size,
             clock=self.clock,
             metrics=self.metrics,
+            registry=self.registry,
+            hook_configs=self.hooks,
+            hooks=self.hooks,
+            notifier=self.notifier,
+            scheduler=self.scheduler,
+            tokens=self.tokens,
         )
 
     def start(self, op: str = "op-000001", the_plan: Plan | None = None, **fields: Any) -> None:
@@ -370,6 +580,9 @@ class Harness:
         record = self.repo.get_operation(op)
         assert record is not None
         return record
+
+    def wave(self, number: int, op: str = "op-000001") -> WaveRecord:
+        return self.repo.waves[op][number]
 
 
 # --- pure functions --------------------------------------------------------------------------
@@ -645,7 +858,7 @@ def test_given_a_filter_matching_no_wave_when_ready_then_empty_plan_names_the_fi
     assert "[7]" in (h.meta().reason or "")
 
 
-def test_given_a_failed_resource_when_its_wave_ends_then_operation_fails_and_later_waves_wait():
+def test_given_a_failed_resource_when_its_wave_ends_then_the_operation_pauses_and_waits():
     h = Harness()
     h.start()
     h.answer(h.publisher.of(WaveStarted))
@@ -654,19 +867,27 @@ def test_given_a_failed_resource_when_its_wave_ends_then_operation_fails_and_lat
     # When one resource of wave 2 fails
     h.answer(second, fail={"i-app3"})
 
-    # Then WaveFailed names it, the operation is FAILED (WAVE_FAILED, wave 2), lock released
+    # Then WaveFailed names it and the operation is PAUSED on wave 2, still holding its lock
     [wave_failed] = h.publisher.of(WaveFailed)
     assert (wave_failed.wave, wave_failed.failed, wave_failed.recovered) == (2, 1, 5)
     assert wave_failed.failed_resources == ["i-app3"]
-    [op_failed] = h.publisher.of(OperationFailed)
-    assert (op_failed.code, op_failed.wave) == (ErrorCode.WAVE_FAILED, 2)
-    assert "i-app3" in op_failed.reason
-    assert h.meta().state == OperationState.FAILED
-    assert h.repo.locks == {}
+    [paused] = h.publisher.of(OperationPaused)
+    assert paused.wave == 2 and "i-app3" in paused.reason
+    meta = h.meta()
+    assert (meta.state, meta.paused_wave, meta.announced) == (
+        OperationState.PAUSED,
+        2,
+        OperationState.PAUSED,
+    )
+    assert h.repo.locks[(CUSTOMER, ENVIRONMENT)].operation_id == "op-000001"
+    assert h.publisher.of(OperationFailed) == []
+    # and nothing further starts
     assert h.repo.waves["op-000001"][5].state == WaveState.PENDING
     assert not [e for e in h.publisher.of(WaveStarted) if e.wave == 5]
     failed_item = h.repo.resources["op-000001"]["i-app3"]
     assert (failed_item.state, failed_item.error_code) == (ResourceState.FAILED, "LAUNCH_FAILED")
+    h.coordinator.advance("op-000001")  # nothing to do while paused
+    assert len(h.publisher.of(OperationPaused)) == 1
 
 
 def test_given_discovery_failed_when_handled_then_operation_fails_with_its_code():
@@ -692,23 +913,51 @@ def test_given_discovery_failed_when_handled_then_operation_fails_with_its_code(
     assert [e.code for e in h.publisher.of(OperationFailed)] == ["RESOURCE_EXPLORER_UNAVAILABLE"]
 
 
-def test_given_all_customers_when_requested_then_recorded_failed_as_not_supported_without_lock():
+def test_given_all_customers_without_a_region_when_requested_then_refused_without_lock():
     h = Harness()
-    h.coordinator.on_operation_requested(request(customer="*"))
+    h.coordinator.on_operation_requested(request(customer="*", region_map={}))
     meta = h.meta()
-    assert (meta.state, meta.error_code) == (
-        OperationState.FAILED,
-        ErrorCode.REGIONAL_NOT_SUPPORTED,
-    )
+    assert (meta.state, meta.error_code) == (OperationState.FAILED, ErrorCode.REGION_REQUIRED)
     assert meta.announced == OperationState.FAILED
     assert h.repo.locks == {}
+    [event] = h.publisher.of(OperationFailed)
+    assert (event.customer, event.code) == ("*", ErrorCode.REGION_REQUIRED)
 
 
-def test_given_approval_gates_when_requested_then_rejected_until_supported():
-    h = Harness()
-    h.coordinator.on_operation_requested(request(approval_mode=ApprovalMode.REQUIRED))
-    assert h.meta().error_code == ErrorCode.APPROVAL_NOT_SUPPORTED
-    assert h.repo.locks == {}
+def test_given_no_approval_mode_when_requested_then_the_default_is_recorded_with_why():
+    # Given production (registry) and a non-production environment
+    h = Harness(registry=FakeRegistry(entry(environments={ENVIRONMENT: True, "staging": False})))
+
+    # When requests name no approval mode
+    h.coordinator.on_operation_requested(request(approval_mode=None))
+    h.coordinator.on_operation_requested(
+        request("op-000002", environment="staging", approval_mode=None)
+    )
+    h.coordinator.on_operation_requested(
+        request(
+            "op-000003",
+            environment="staging",
+            approval_mode=None,
+            operation=OperationType.BUBBLE_TEST,
+            dry_run=True,
+        )
+    )
+    h.coordinator.on_operation_requested(
+        request("op-000004", environment="dev", approval_mode=ApprovalMode.FIRST_WAVE)
+    )
+
+    # Then production failover requires approval, the others do not; an explicit mode wins
+    assert (h.meta().approval_mode, h.meta().approval_mode_chosen_by) == (
+        ApprovalMode.REQUIRED,
+        "default: default for a production failover",
+    )
+    assert h.meta("op-000002").approval_mode == ApprovalMode.NONE
+    assert "non-production" in (h.meta("op-000002").approval_mode_chosen_by or "")
+    assert h.meta("op-000003").approval_mode == ApprovalMode.NONE
+    assert (h.meta("op-000004").approval_mode, h.meta("op-000004").approval_mode_chosen_by) == (
+        ApprovalMode.FIRST_WAVE,
+        "sre@example.com",
+    )
 
 
 def test_given_a_plan_for_another_customer_when_ready_then_nothing_runs():

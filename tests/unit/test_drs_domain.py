@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,328 +11,22 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from drcore import tags as T
-from drcore.registry import CustomerEntry, EnvironmentEntry
 from drcore.tags import JOB_ATTEMPT
 from events.schemas import (
     Detail,
-    OperationType,
     ResourceRecovered,
     ResourceRecoveryFailed,
     ResourceRecoveryStarted,
-    ResourceRef,
-    Strategy,
     WaveStarted,
 )
 from services.drs.domain import (
     AwsError,
-    DrsRecovery,
-    Instance,
     Job,
-    JobCheck,
-    JobLedger,
     JobServer,
-    LaunchContext,
-    RecoveryInstance,
-    SourceServer,
     parse_duration,
 )
 
-ACCOUNT = "111111111111"
-OTHER_ACCOUNT = "222222222222"
-DR = "us-east-2"
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-
-ACME = CustomerEntry(
-    name="acme",
-    account=ACCOUNT,
-    regions={"us-east-1": DR},
-    environments=[EnvironmentEntry(name="production")],
-    external_id="ext-acme",
-)
-GLOBEX = ACME.model_copy(update={"name": "globex", "account": OTHER_ACCOUNT})
-
-
-# --- fakes ----------------------------------------------------------------------------------------
-
-
-class FakeWorkload:
-    """DRS + EC2 of one account and DR region, in memory, counting calls."""
-
-    def __init__(self) -> None:
-        self.servers: dict[str, SourceServer] = {}
-        self.instances_by_id: dict[str, Instance] = {}
-        self.jobs: dict[str, Job] = {}
-        self.recovery: dict[str, RecoveryInstance] = {}
-        self.log_errors: dict[str, dict[str, str]] = {}
-        self.launch_config: dict[str, str] = {}
-        self.calls: Counter[str] = Counter()
-        self.started: list[list[str]] = []
-        self.start_error: AwsError | None = None
-        self.twins_leak: list[Instance] = []  # returned regardless of filters (a sloppy lookup)
-        self.opaque_ids = False
-        self._ids = itertools.count(1)
-
-    # test set-up helpers
-    def add_server(
-        self,
-        instance_id: str,
-        ip: str | None = "10.1.0.10",
-        customer: str = "acme",
-        state: str = "CONTINUOUS",
-        lag: str | None = "PT30S",
-    ) -> SourceServer:
-        sid = f"s-{instance_id}"
-        server = SourceServer(
-            source_server_id=sid,
-            aws_instance_id=instance_id,
-            tags={T.CUSTOMER: customer, T.ENVIRONMENT: "production"},
-            replication_state=state,
-            lag_seconds=parse_duration(lag),
-            primary_ip=ip,
-        )
-        self.servers[sid] = server
-        return server
-
-    def add_instance(
-        self,
-        name: str,
-        ip: str,
-        customer: str = "acme",
-        allow: bool = True,
-        instance_id: str | None = None,
-    ) -> Instance:
-        iid = instance_id or f"i-dr{next(self._ids):05d}"
-        tag_map = {T.NAME: name, T.CUSTOMER: customer, T.ENVIRONMENT: "production"}
-        if allow:
-            tag_map[T.DRS_LAUNCH_INTO] = T.DRS_LAUNCH_INTO_VALUE
-        instance = Instance(instance_id=iid, tags=tag_map, private_ip=ip, state="stopped")
-        self.instances_by_id[iid] = instance
-        return instance
-
-    def finish(
-        self,
-        job_id: str,
-        outcome: Mapping[str, tuple[str, str | None]],
-        *,
-        done: bool = True,
-        drop_recovery_id: bool = False,
-    ) -> None:
-        """Give servers a final launch status: LAUNCHED (with DR IP) or FAILED (with rawError)."""
-        job = self.jobs[job_id]
-        servers = []
-        for s in job.servers:
-            status, value = outcome.get(s.source_server_id, (s.launch_status or "PENDING", None))
-            rid = s.recovery_instance_id
-            if status == "LAUNCHED":
-                target = self.launch_config.get(s.source_server_id)
-                if target:
-                    twin = self.instances_by_id[target]
-                    self.instances_by_id[target] = replace(
-                        twin, private_ip=value or twin.private_ip
-                    )
-                    ec2_id = target
-                else:
-                    ec2_id = self.add_instance(
-                        f"new-{s.source_server_id}", value or "10.9.9.9", allow=False
-                    ).instance_id
-                # DRS names a recovery instance by its EC2 id; `opaque_ids` tries another naming.
-                rid = f"ri-{s.source_server_id}" if self.opaque_ids else ec2_id
-                self.recovery[rid] = RecoveryInstance(rid, s.source_server_id, ec2_id, job_id)
-            elif status == "FAILED" and value:
-                self.log_errors.setdefault(job_id, {})[s.source_server_id] = value
-            servers.append(JobServer(s.source_server_id, status, None if drop_recovery_id else rid))
-        self.jobs[job_id] = replace(
-            job, servers=tuple(servers), status="COMPLETED" if done else "STARTED"
-        )
-
-    # the Workload port
-    def source_servers(self) -> list[SourceServer]:
-        self.calls["DescribeSourceServers"] += 1
-        return list(self.servers.values())
-
-    def source_servers_by_id(self, ids: Sequence[str]) -> list[SourceServer]:
-        self.calls["DescribeSourceServers"] += 1
-        return [self.servers[i] for i in ids if i in self.servers]
-
-    def jobs_since(self, since: datetime) -> list[Job]:
-        self.calls["DescribeJobs"] += 1
-        return [j for j in self.jobs.values() if j.created_at and j.created_at >= since]
-
-    def job(self, job_id: str) -> Job | None:
-        self.calls["DescribeJobs"] += 1
-        return self.jobs.get(job_id)
-
-    def twins(self, customer: str, environment: str, names: Sequence[str]) -> list[Instance]:
-        self.calls["DescribeInstances"] += 1
-        found = [
-            i
-            for i in self.instances_by_id.values()
-            if i.tags.get(T.CUSTOMER) == customer
-            and i.tags.get(T.ENVIRONMENT) == environment
-            and i.tags.get(T.NAME) in names
-        ]
-        return found + self.twins_leak
-
-    def instances(self, ids: Sequence[str]) -> list[Instance]:
-        self.calls["DescribeInstances"] += 1
-        return [self.instances_by_id[i] for i in ids if i in self.instances_by_id]
-
-    def launch_into(self, source_server_id: str, instance_id: str) -> None:
-        self.calls["UpdateLaunchConfiguration"] += 1
-        self.launch_config[source_server_id] = instance_id
-
-    def start_recovery(self, source_server_ids: Sequence[str], tags: Mapping[str, str]) -> Job:
-        self.calls["StartRecovery"] += 1
-        if self.start_error:
-            raise self.start_error
-        job = Job(
-            job_id=f"drsjob-{next(self._ids):017d}",
-            status="PENDING",
-            created_at=T0 + timedelta(seconds=1),
-            tags=dict(tags),
-            servers=tuple(JobServer(sid, "PENDING") for sid in source_server_ids),
-        )
-        self.jobs[job.job_id] = job
-        self.started.append(list(source_server_ids))
-        return job
-
-    def recovery_instances(
-        self, ids: Sequence[str], source_server_ids: Sequence[str]
-    ) -> list[RecoveryInstance]:
-        self.calls["DescribeRecoveryInstances"] += bool(ids) + bool(source_server_ids)
-        return [
-            r
-            for r in self.recovery.values()
-            if r.recovery_instance_id in ids or r.source_server_id in source_server_ids
-        ]
-
-    def launch_errors(self, job_id: str) -> dict[str, str]:
-        self.calls["DescribeJobLogItems"] += 1
-        return dict(self.log_errors.get(job_id, {}))
-
-
-class FakeWorkloads:
-    def __init__(self) -> None:
-        self.by_account: dict[tuple[str, str], FakeWorkload] = {}
-
-    def get(self, entry: CustomerEntry, region: str) -> FakeWorkload:
-        return self.by_account.setdefault((entry.account, region), FakeWorkload())
-
-
-class FakeRegistry:
-    def __init__(self, *entries: CustomerEntry) -> None:
-        self.entries = list(entries)
-
-    def customer(self, name: str) -> CustomerEntry | None:
-        return next((e for e in self.entries if e.name == name), None)
-
-    def by_account(self, account: str) -> CustomerEntry | None:
-        return next((e for e in self.entries if e.account == account), None)
-
-
-class FakeResults:
-    def __init__(self) -> None:
-        self.published: list[Detail] = []
-        self.fail_next = False
-
-    def publish(self, details: Sequence[Detail]) -> None:
-        if self.fail_next:
-            self.fail_next = False
-            raise RuntimeError("EventBridge unavailable")
-        self.published += list(details)
-
-    def of(self, kind: type[Detail]) -> list[Any]:
-        return [d for d in self.published if isinstance(d, kind)]
-
-
-class FakeChecks:
-    def __init__(self) -> None:
-        self.sent: list[tuple[JobCheck, int]] = []
-
-    def schedule(self, checks: Sequence[tuple[JobCheck, int]]) -> None:
-        self.sent += list(checks)
-
-
-class FakeLedger:
-    def __init__(self) -> None:
-        self.reported: dict[str, set[str]] = {}
-        self.launches: dict[str, dict[str, LaunchContext]] = {}
-
-    def load(self, job_id: str) -> JobLedger:
-        return JobLedger(
-            reported=frozenset(self.reported.get(job_id, set())),
-            launches=dict(self.launches.get(job_id, {})),
-        )
-
-    def record_launch(self, job_id: str, launches: Mapping[str, LaunchContext]) -> None:
-        self.launches[job_id] = dict(launches)
-
-    def mark_reported(self, job_id: str, source_server_ids: Sequence[str]) -> None:
-        self.reported.setdefault(job_id, set()).update(source_server_ids)
-
-
-class QuietLog:
-    def info(self, msg: str, *args: Any, **kwargs: Any) -> None: ...
-    def warning(self, msg: str, *args: Any, **kwargs: Any) -> None: ...
-    def error(self, msg: str, *args: Any, **kwargs: Any) -> None: ...
-
-
-class World:
-    def __init__(self, *entries: CustomerEntry) -> None:
-        self.workloads = FakeWorkloads()
-        self.results = FakeResults()
-        self.checks = FakeChecks()
-        self.ledger = FakeLedger()
-        self.registry = FakeRegistry(*(entries or (ACME,)))
-        self.service = DrsRecovery(
-            registry=self.registry,
-            workloads=self.workloads,
-            results=self.results,
-            checks=self.checks,
-            ledger=self.ledger,
-            log=QuietLog(),
-            batch_size=100,
-            poll_backoff=(5, 10, 20, 40, 60),
-            now=lambda: T0 + timedelta(minutes=5),
-        )
-
-    @property
-    def drs(self) -> FakeWorkload:
-        return self.workloads.get(ACME, DR)
-
-    def failed_codes(self) -> dict[str, str]:
-        return {f.resource_id: f.error_code for f in self.results.of(ResourceRecoveryFailed)}
-
-
-def ref(instance_id: str, name: str | None = None, ip: str | None = None, **kw: Any) -> ResourceRef:
-    return ResourceRef(
-        resource_id=instance_id,
-        arn=f"arn:aws:ec2:us-east-1:{kw.get('account', ACCOUNT)}:instance/{instance_id}",
-        name=name or f"srv-{instance_id}",
-        account=kw.get("account", ACCOUNT),
-        region="us-east-1",
-        dr_region=DR,
-        private_ip=ip,
-        rto_target_minutes=60,
-        rpo_target_minutes=kw.get("rpo", 15),
-    )
-
-
-def part(*refs: ResourceRef, **kw: Any) -> WaveStarted:
-    return WaveStarted(
-        operation_id=kw.get("operation_id", "op-000001"),
-        customer="acme",
-        environment="production",
-        operation=kw.get("operation", OperationType.FAILOVER),
-        occurred_at=T0,
-        wave=kw.get("wave", 1),
-        strategy=Strategy.DRS,
-        part=kw.get("part", 1),
-        part_count=1,
-        attempt=kw.get("attempt", 1),
-        resources=list(refs),
-    )
-
+from .test_drs_fakes import ACCOUNT, ACME, DR, GLOBEX, OTHER_ACCOUNT, T0, World, part, ref
 
 # --- readiness and scope --------------------------------------------------------------------------
 
@@ -352,7 +42,8 @@ def test_given_a_healthy_server_and_its_twin_when_recovering_then_launched_into_
     assert world.drs.launch_config == {"s-i-1": twin.instance_id}
     started = world.results.of(ResourceRecoveryStarted)
     assert [(s.resource_id, s.job_id is not None) for s in started] == [("i-1", True)]
-    job = world.drs.jobs[started[0].job_id]
+    job = world.drs.jobs_by_id[started[0].job_id]
+    batch = job.tags[T.JOB_BATCH]
     assert job.tags == {
         T.JOB_OPERATION_ID: "op-000001",
         T.JOB_WAVE: "1",
@@ -360,7 +51,12 @@ def test_given_a_healthy_server_and_its_twin_when_recovering_then_launched_into_
         T.JOB_ENVIRONMENT: "production",
         T.JOB_OPERATION: "failover",
         JOB_ATTEMPT: "1",
+        T.JOB_BATCH: batch,
+        T.JOB_LAUNCH_TRY: "1",
+        T.JOB_HOLD: batch,
+        T.JOB_HOLD_SERVERS: "1",
     }
+    assert world.drs.drills == [False]
     assert [(c.job_id, c.attempt, delay) for c, delay in world.checks.sent] == [(job.job_id, 0, 5)]
 
 
@@ -407,8 +103,24 @@ def test_given_unhealthy_replication_when_recovering_then_replication_not_ready(
     assert world.drs.calls["StartRecovery"] == 0
 
 
-def test_given_lag_over_the_rpo_when_recovering_then_launched_and_lag_recorded() -> None:
+def test_given_lag_over_the_rpo_when_recovering_then_refused_with_lag_over_rpo() -> None:
     world = World()
+    world.drs.add_server("i-1", lag="PT20M")
+    world.drs.add_instance("web-01", "10.2.0.10")
+
+    world.service.recover_part(part(ref("i-1", "web-01", rpo=15)))
+
+    failed = world.results.of(ResourceRecoveryFailed)
+    assert [(f.error_code, f.retryable) for f in failed] == [("LAG_OVER_RPO", True)]
+    assert "--force" in failed[0].error
+    assert world.drs.calls["StartRecovery"] == 0
+
+
+def test_given_lag_over_rpo_and_force_when_recovering_then_launched_and_recorded_as_forced() -> (
+    None
+):
+    world = World()
+    world.options(allow_data_loss=True)  # drctl failover --force
     world.drs.add_server("i-1", lag="PT20M")
     world.drs.add_instance("web-01", "10.2.0.10")
     world.service.recover_part(part(ref("i-1", "web-01", rpo=15)))
@@ -420,16 +132,52 @@ def test_given_lag_over_the_rpo_when_recovering_then_launched_and_lag_recorded()
     recovered = world.results.of(ResourceRecovered)[0]
     assert recovered.details["rpo_exceeded"] == "true"
     assert recovered.details["lag_seconds"] == "1200"
+    assert recovered.details["forced"] == "true"
 
 
-def test_given_a_drill_part_when_recovering_then_nothing_is_launched() -> None:
+@pytest.mark.parametrize("state", ["STALLED", "DISCONNECTED"])
+def test_given_broken_replication_and_force_then_the_last_snapshot_is_launched(state: str) -> None:
     world = World()
-    world.drs.add_server("i-1")
+    world.options(allow_data_loss=True)
+    world.drs.add_server("i-1", state=state, lag="PT2H")
+    world.drs.add_instance("web-01", "10.2.0.10")
 
-    world.service.recover_part(part(ref("i-1"), operation=OperationType.BUBBLE_TEST))
+    world.service.recover_part(part(ref("i-1", "web-01")))
 
-    assert world.failed_codes() == {"i-1": "OPERATION_NOT_SUPPORTED"}
+    assert world.drs.calls["StartRecovery"] == 1 and not world.failed_codes()
+
+
+def test_given_force_then_a_server_without_snapshot_is_still_refused() -> None:
+    world = World()
+    world.options(allow_data_loss=True)
+    world.drs.add_server("i-1", state="INITIAL_SYNC")
+
+    world.service.recover_part(part(ref("i-1")))
+
+    assert world.failed_codes() == {"i-1": "REPLICATION_NOT_READY"}
+
+
+def test_given_a_failed_over_server_when_failing_over_again_then_refused_even_with_force() -> None:
+    world = World()
+    world.options(allow_data_loss=True)
+    world.drs.add_server(
+        "i-1", state="STOPPED", reversed_arn="arn:aws:drs:us-east-1:1:source-server/s-x"
+    )
+    world.drs.add_instance("web-01", "10.2.0.10")
+
+    world.service.recover_part(part(ref("i-1", "web-01")))
+
+    assert world.failed_codes() == {"i-1": "ALREADY_FAILED_OVER"}
     assert world.drs.calls["StartRecovery"] == 0
+
+
+def test_given_a_server_in_another_drs_job_when_recovering_then_job_in_progress() -> None:
+    world = World()
+    world.drs.add_server("i-1", last_launch_status="IN_PROGRESS", last_launch_job="drsjob-x")
+
+    world.service.recover_part(part(ref("i-1")))
+
+    assert world.failed_codes() == {"i-1": "JOB_IN_PROGRESS"}
 
 
 # --- twins ----------------------------------------------------------------------------------------
@@ -445,7 +193,7 @@ def test_given_same_name_twin_of_another_customer_when_recovering_then_it_is_nev
     world.service.recover_part(part(ref("i-1", "web-01")))
 
     assert foreign.instance_id not in world.drs.launch_config.values()
-    assert world.drs.calls["UpdateLaunchConfiguration"] == 0
+    assert world.drs.launch_config == {}  # launch-into cleared: a standard launch
     assert world.drs.started == [["s-i-1"]]  # a standard launch, not into the foreign twin
 
 
@@ -525,10 +273,12 @@ def test_given_250_servers_when_recovering_then_3_start_recovery_calls_of_at_mos
     assert summary["launched"] == 250 and summary["failed"] == 0
     assert len(world.results.of(ResourceRecoveryStarted)) == 250
     assert len(world.checks.sent) == 3
-    # Reads are batched per part: source servers, earlier jobs and twins once each.
+    # Reads are batched per part: source servers, earlier jobs, twins and the primary instances
+    # (boot mode) once each.
     assert world.drs.calls["DescribeSourceServers"] == 1
     assert world.drs.calls["DescribeJobs"] == 1
     assert world.drs.calls["DescribeInstances"] == 1
+    assert world.primary.calls["DescribeInstances"] == 1
 
 
 def test_given_a_conflict_when_starting_recovery_then_failed_results_with_the_aws_code() -> None:
@@ -661,16 +411,52 @@ def test_given_a_job_still_running_when_polled_then_next_check_with_backoff() ->
     assert len(world.results.of(ResourceRecovered)) == 2
 
 
-def test_given_a_failed_launch_when_reconciling_then_launch_failed_with_raw_error() -> None:
+def test_given_a_failed_launch_then_it_is_launched_again_and_reported_after_the_last_try() -> None:
     world = World()
     job_id = launched_job(world, "i-1")
-    world.drs.finish(job_id, {"s-i-1": ("FAILED", "InsufficientInstanceCapacity in us-east-2a")})
+    jobs = [job_id]
+    # Given every launch fails: three more tries, each after its backoff
+    for launch_try in range(1, 5):
+        world.drs.finish(jobs[-1], {"s-i-1": ("FAILED", "InsufficientInstanceCapacity in 2a")})
+        world.service.begin_batch()
+        world.service.reconcile_job(jobs[-1], ACCOUNT, DR)
+        if launch_try == 4:
+            break
+        assert world.results.of(ResourceRecoveryFailed) == []  # not reported yet
+        wakes = [d for m, d in world.checks.sent if getattr(m, "kind", "") == "drs-quota-wake"]
+        assert wakes[-1] >= (10, 30, 60)[launch_try - 1]
+        world.clock.advance(120)
+        world.service.begin_batch()
+        world.service.drain(ACCOUNT, DR)  # the wake-up
+        jobs.append(list(world.drs.jobs_by_id)[-1])
 
-    world.service.reconcile_job(job_id, ACCOUNT, DR)
-
+    # Then DRS's own error is reported, after 4 tries, one job each
     failed = world.results.of(ResourceRecoveryFailed)
     assert [(f.resource_id, f.error_code) for f in failed] == [("i-1", "LAUNCH_FAILED")]
-    assert "InsufficientInstanceCapacity" in failed[0].error
+    assert "InsufficientInstanceCapacity" in failed[0].error and "4 tries" in failed[0].error
+    assert world.drs.started == [["s-i-1"]] * 4
+    tries = [world.drs.jobs_by_id[j].tags[T.JOB_LAUNCH_TRY] for j in jobs]
+    assert tries == ["1", "2", "3", "4"]
+
+
+def test_given_a_failed_launch_when_the_next_try_succeeds_then_recovered_once() -> None:
+    world = World()
+    job_id = launched_job(world, "i-1")
+    world.drs.finish(job_id, {"s-i-1": ("FAILED", "capacity")})
+    world.service.reconcile_job(job_id, ACCOUNT, DR)
+    world.clock.advance(15)
+    world.service.begin_batch()
+    world.service.drain(ACCOUNT, DR)
+    second = list(world.drs.jobs_by_id)[-1]
+
+    world.drs.finish(second, {"s-i-1": ("LAUNCHED", None)})
+    world.service.reconcile_job(second, ACCOUNT, DR)
+    world.service.reconcile_job(job_id, ACCOUNT, DR, attempt=3)  # a late check of the first job
+
+    recovered = world.results.of(ResourceRecovered)
+    assert [r.resource_id for r in recovered] == ["i-1"]
+    assert recovered[0].details["launch_try"] == "2"
+    assert world.results.of(ResourceRecoveryFailed) == []
 
 
 def test_given_dr_ip_with_another_last_octet_when_reconciling_then_ip_last_octet_mismatch() -> None:
@@ -687,7 +473,7 @@ def test_given_dr_ip_with_another_last_octet_when_reconciling_then_ip_last_octet
 def test_given_job_without_our_tags_when_reconciling_then_ignored() -> None:
     world = World()
     world.drs.add_server("i-1")
-    world.drs.jobs["drsjob-00000000000000099"] = Job(
+    world.drs.jobs_by_id["drsjob-00000000000000099"] = Job(
         job_id="drsjob-00000000000000099",
         status="COMPLETED",
         tags={},
@@ -728,14 +514,7 @@ def test_given_another_process_when_it_reconciles_the_same_job_then_no_duplicate
     world.drs.finish(job_id, {"s-i-1": ("LAUNCHED", None)})
     world.service.reconcile_job(job_id, ACCOUNT, DR)
     # A second Lambda container: the same AWS and ledger table, nothing cached.
-    other = DrsRecovery(
-        registry=world.registry,
-        workloads=world.workloads,
-        results=world.results,
-        checks=world.checks,
-        ledger=world.ledger,
-        log=QuietLog(),
-    )
+    other = world.recovery()
 
     other.reconcile_job(job_id, ACCOUNT, DR, attempt=0)
 
@@ -918,3 +697,20 @@ def test_given_any_dr_instances_when_recovering_then_only_acme_twins_are_launche
 
     used = set(world.drs.launch_config.values())
     assert all(world.drs.instances_by_id[i].tags[T.CUSTOMER] == "acme" for i in used)
+
+
+def test_given_two_workers_reconciling_a_failed_launch_then_it_is_relaunched_once() -> None:
+    world = World()
+    job_id = launched_job(world, "i-1", "i-2")
+    world.drs.finish(job_id, {"s-i-1": ("FAILED", "capacity")}, done=False)
+    other = world.recovery()  # another Lambda container, nothing cached
+
+    world.service.reconcile_job(job_id, ACCOUNT, DR)
+    world.drs.finish(job_id, {"s-i-2": ("FAILED", "capacity")})
+    other.reconcile_job(job_id, ACCOUNT, DR)  # sees both failed; i-1 was taken by the first
+    world.clock.advance(60)
+    world.service.begin_batch()
+    world.service.drain(ACCOUNT, DR)
+
+    relaunched = [s for batch in world.drs.started[1:] for s in batch]
+    assert sorted(relaunched) == ["s-i-1", "s-i-2"]  # each failed server launched again once

@@ -1,0 +1,1 @@
+"""Readiness report: DR posture per customer + environment, without starting anything."""
