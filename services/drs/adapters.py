@@ -1173,6 +1173,13 @@ class DrsService:
             progress_backoff=settings.drs_progress_backoff,
             launch_retries=settings.drs_launch_retries,
             relaunch_backoff=settings.drs_relaunch_backoff,
+            primary_workloads=BotoWorkloads(
+                AwsClients(
+                    settings.model_copy(
+                        update={"max_attempts": settings.primary_region_retries + 1}
+                    )
+                )
+            ),
         )
         drills = Drills(
             **common,

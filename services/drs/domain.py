@@ -234,9 +234,12 @@ class DrsRecovery:
         launch_retries: int = 3,
         relaunch_backoff: Sequence[int] = (10, 30, 60),
         now: Callable[[], datetime] = utc_now,
+        primary_workloads: Workloads | None = None,
     ) -> None:
         self._registry = registry
         self._workloads = workloads
+        # Best-effort reads in primary regions (boot mode) use clients that give up quickly.
+        self._primary_workloads = primary_workloads or workloads
         self._results = results
         self._checks = checks
         self._ledger = ledger
@@ -491,7 +494,10 @@ class DrsRecovery:
         for region, ids in sorted(by_region.items()):
             try:
                 found.update(
-                    {i.instance_id: i for i in self._workloads.get(entry, region).instances(ids)}
+                    {
+                        i.instance_id: i
+                        for i in self._primary_workloads.get(entry, region).instances(ids)
+                    }
                 )
             except AwsError as error:
                 self._log.warning(
