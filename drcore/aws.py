@@ -47,9 +47,13 @@ class AwsClients:
             read_timeout=30,
             user_agent_extra=user_agent_extra,
         )
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._clients: dict[tuple[str, str, str], Any] = {}
-        self._sessions: dict[str, tuple[boto3.Session, datetime]] = {}
+        # Workload credentials per account, with the time to refresh them. Clients are built from
+        # the one session above with these credentials: a boto3.Session per account would load
+        # every service model again per account (about 100 MB for 20 accounts and a few services,
+        # in every function that reaches them).
+        self._credentials: dict[str, tuple[dict[str, str], datetime]] = {}
 
     @property
     def settings(self) -> Settings:
@@ -71,21 +75,19 @@ class AwsClients:
         if access.account == self._settings.orchestration_account:
             return self.client(service, region)
         with self._lock:
-            session = self._workload_session(access)
+            credentials = self._workload_credentials(access)
             key = (service, region, access.account)
             if key not in self._clients:
-                self._clients[key] = session.client(
-                    service, region_name=region, config=self._config
+                self._clients[key] = self._session.client(
+                    service, region_name=region, config=self._config, **credentials
                 )
             return self._clients[key]
 
-    def _workload_session(self, access: AccountAccess) -> boto3.Session:
-        cached = self._sessions.get(access.account)
+    def _workload_credentials(self, access: AccountAccess) -> dict[str, str]:
+        cached = self._credentials.get(access.account)
         if cached and cached[1] > datetime.now(UTC):
             return cached[0]
-        sts = self._session.client(
-            "sts", region_name=self._settings.orchestration_region, config=self._config
-        )
+        sts = self.client("sts")
         response = sts.assume_role(
             RoleArn=f"arn:aws:iam::{access.account}:role/{access.role_name}",
             RoleSessionName="dr-orchestrator",
@@ -93,17 +95,16 @@ class AwsClients:
             DurationSeconds=3600,
         )
         creds = response["Credentials"]
-        session = boto3.Session(
-            aws_access_key_id=creds["AccessKeyId"],
-            aws_secret_access_key=creds["SecretAccessKey"],
-            aws_session_token=creds["SessionToken"],
-        )
+        credentials = {
+            "aws_access_key_id": creds["AccessKeyId"],
+            "aws_secret_access_key": creds["SecretAccessKey"],
+            "aws_session_token": creds["SessionToken"],
+        }
         expiry = creds["Expiration"]
         if expiry.tzinfo is None:
             expiry = expiry.replace(tzinfo=UTC)
-        refresh_at = expiry - REFRESH_MARGIN
-        # Clients built on the old session must be rebuilt.
+        # Clients built on the old credentials must be rebuilt.
         for key in [k for k in self._clients if k[2] == access.account]:
             del self._clients[key]
-        self._sessions[access.account] = (session, refresh_at)
-        return session
+        self._credentials[access.account] = (credentials, expiry - REFRESH_MARGIN)
+        return credentials
