@@ -31,6 +31,8 @@ from events.schemas import MODEL_BY_DETAIL_TYPE, Detail, EventEnvelope
 
 EventHandler = Callable[[Any, EventEnvelope], None]
 MessageHandler = Callable[[Any], None]
+# Many events of the same kinds at once: every record of the batch succeeds or fails together.
+ManyHandler = Callable[[list[tuple[Any, EventEnvelope]]], None]
 DeadLetter = Callable[[SQSRecord, str], bool]
 DLQ_SUFFIX = "-dlq"
 
@@ -85,6 +87,7 @@ class EventRouter:
         self._dead_letter: DeadLetter | None = dead_letter or SqsDeadLetter()
         self._events: dict[str, _Route] = {}
         self._messages: dict[str, _Route] = {}
+        self._many: dict[str, tuple[type[BaseModel], ManyHandler]] = {}
 
     def on(self, detail_type: str, model: type[BaseModel] | None = None) -> Callable[[Any], Any]:
         """Register `fn(detail, envelope)` for a detail-type (model: the catalog's by default)."""
@@ -92,6 +95,19 @@ class EventRouter:
 
         def register(fn: EventHandler) -> EventHandler:
             self._events[detail_type] = _Route(chosen, fn)
+            return fn
+
+        return register
+
+    def on_many(self, *detail_types: str) -> Callable[[ManyHandler], ManyHandler]:
+        """Register `fn([(detail, envelope), ...])` for these detail-types: the valid, live
+        records of a batch with one of them are handed over together (fewer reads and writes
+        than one by one). If `fn` raises, all of them fail and are redelivered, so `fn` must be
+        idempotent. Anything else (replays, malformed records) takes the one-by-one path."""
+
+        def register(fn: ManyHandler) -> ManyHandler:
+            for detail_type in detail_types:
+                self._many[detail_type] = (MODEL_BY_DETAIL_TYPE[detail_type], fn)
             return fn
 
         return register
@@ -106,14 +122,54 @@ class EventRouter:
         return register
 
     def handle_batch(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        # One processor per batch: it holds per-batch state, and workers may run concurrently.
-        response = process_partial_response(
-            event=event,
-            record_handler=self._record,
-            processor=BatchProcessor(event_type=EventType.SQS),
-            context=context,
-        )
-        return dict(response)
+        records = event.get("Records", [])
+        grouped: dict[int, tuple[ManyHandler, list[tuple[str, Any, EventEnvelope]]]] = {}
+        single: list[dict[str, Any]] = []
+        for raw in records:
+            taken = self._many_item(raw) if self._many else None
+            if taken is None:
+                single.append(raw)
+                continue
+            fn, detail, envelope = taken
+            grouped.setdefault(id(fn), (fn, []))[1].append((raw["messageId"], detail, envelope))
+        failures: list[dict[str, str]] = []
+        if single:
+            # One processor per batch: it holds per-batch state, and workers may run concurrently.
+            response = process_partial_response(
+                event={**event, "Records": single},
+                record_handler=self._record,
+                processor=BatchProcessor(
+                    event_type=EventType.SQS, raise_on_entire_batch_failure=not grouped
+                ),
+                context=context,
+            )
+            failures += [
+                {"itemIdentifier": str(f["itemIdentifier"])} for f in response["batchItemFailures"]
+            ]
+        for fn, items in grouped.values():
+            try:
+                fn([(detail, envelope) for _, detail, envelope in items])
+            except Exception as error:  # redelivered (e.g. RetryLater: a predecessor is missing)
+                self._logger.warning(
+                    "Records failed together: redelivered",
+                    extra={"records": len(items), "error": f"{type(error).__name__}: {error}"},
+                )
+                failures += [{"itemIdentifier": message_id} for message_id, _, _ in items]
+        return {"batchItemFailures": failures}
+
+    def _many_item(self, raw: dict[str, Any]) -> tuple[ManyHandler, Any, EventEnvelope] | None:
+        """The handler, detail and envelope of a record that goes with others, else None."""
+        try:
+            body = json.loads(raw.get("body", ""))
+            if not isinstance(body, dict) or body.get("detail-type") not in self._many:
+                return None
+            envelope = EventEnvelope.model_validate(body)
+            if envelope.is_replay:
+                return None
+            model, fn = self._many[envelope.detail_type]
+            return fn, model.model_validate(envelope.detail), envelope
+        except (ValueError, TypeError):  # not JSON, not valid: the one-by-one path says why
+            return None
 
     def without_dead_letter(self) -> EventRouter:
         """Malformed records fail (and are redelivered) instead of going to the DLQ at once."""

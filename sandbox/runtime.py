@@ -217,7 +217,9 @@ class RuntimeFaults:
     - delay_rate: a record is held back 1-3 s and arrives after later ones (no ordering);
     - crash_rate: the worker dies after its handler ran on half the batch, before reporting:
       nothing is deleted and the whole batch is delivered again (after `crash_redelivery_seconds`
-      instead of the full visibility timeout, so scenarios stay short).
+      instead of the full visibility timeout, so scenarios stay short);
+    - drop: `drop(service, body)` True loses that record for that service (a delivery that never
+      happens: deleted unseen); e.g. one `ResourceRecovered` never reaching the coordinator.
     """
 
     duplicate_rate: float = 0.0
@@ -225,6 +227,7 @@ class RuntimeFaults:
     crash_rate: float = 0.0
     crash_redelivery_seconds: int = 2
     seed: int = 7
+    drop: Callable[[str, dict[str, Any]], bool] | None = None
 
 
 @dataclass
@@ -237,6 +240,7 @@ class ServiceStats:
     # Records carrying `replay-name`: rules exclude replays, so this stays 0 unless one leaks.
     replayed_records: int = 0
     crashes: int = 0
+    dropped_records: int = 0
     # Handler CPU seconds per record, one sample per invocation (for percentiles).
     cpu_per_record: list[float] = field(default_factory=list)
 
@@ -396,6 +400,12 @@ class Runtime:
             )
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         messages = [m for m in messages if m not in held]
+        lost = [m for m in messages if faults.drop is not None and _lost(faults, service, m)]
+        for message in lost:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            with self._lock:
+                self.stats[service.name].dropped_records += 1
+        messages = [m for m in messages if m not in lost]
         if not messages:
             return
         if self._chance(faults.crash_rate):
@@ -465,6 +475,14 @@ class Runtime:
                     self.faults.crash_redelivery_seconds, service.visibility_timeout
                 ),
             )
+
+
+def _lost(faults: RuntimeFaults, service: ServiceSpec, message: dict[str, Any]) -> bool:
+    try:
+        body = json.loads(message["Body"])
+    except ValueError:
+        return False
+    return bool(faults.drop and isinstance(body, dict) and faults.drop(service.name, body))
 
 
 def _sqs_record(message: dict[str, Any], queue_arn: str, settings: Settings) -> dict[str, Any]:

@@ -9,8 +9,9 @@ Items (key layout from `drcore.state`; timestamps ISO-8601 UTC, millisecond prec
                       wave_filter, dry_run, allow_data_loss, use_cached_inventory, region_map,
                       wave_count, resource_count, hooks (map), workload (map), paused_wave,
                       cancelled_by, parent_operation_id, children (list), child_outcomes (map),
-                      announced
-  OP#<id>/WAVE#0001   wave, state, expected, recovered, failed, rto_target_minutes, started_at,
+                      announced, resumed_by_request
+  OP#<id>/WAVE#0001   wave, state, expected, recovered, failed, remaining, rto_target_minutes,
+                      started_at,
                       recovery_started_at, completed_at, updated_at, announced, failed_resources
                       (string set), attempt, retry_resources (string set), failed_phase,
                       failures_accepted_by, approval_required, approval (map), refusals (list),
@@ -18,7 +19,7 @@ Items (key layout from `drcore.state`; timestamps ISO-8601 UTC, millisecond prec
   OP#<id>/RES#<rid>   resource_id, name, arn, account, region, dr_region, strategy, wave, state,
                       priority, rto_target_minutes, rpo_target_minutes, private_ip,
                       dr_resource_id, dr_private_ip, error, error_code, started_at, completed_at,
-                      attempt, attempt_started_at, checks, last_check_at
+                      attempt, attempt_started_at, checks, last_check_at, resource_type
   LOCK#<c>#<e>/LOCK   customer, environment, operation_id, operation, acquired_at
   HOOK#<execution>/HOOK  operation_id, wave, phase, attempt, expires_at (TTL)
   ACTIVE/OP#<id>      operation_id, listed_at  (what the reconciler looks at)
@@ -100,6 +101,8 @@ HOOK_SK = "HOOK"
 ACTIVE_PK = "ACTIVE"
 HOOK_REF_DAYS = 30
 CONFLICT_ATTEMPTS = 6
+# TransactWriteItems takes at most 100 items (here: 99 resources and their wave).
+MAX_TRANSACTION_ITEMS = 100
 CONDITION_FAILED = "ConditionalCheckFailedException"
 TRANSACTION_CANCELED = "TransactionCanceledException"
 PARAMETER_NOT_FOUND = "ParameterNotFound"
@@ -256,6 +259,7 @@ def _operation(item: Mapping[str, Any]) -> OperationRecord:
         hooks=HookConfig.model_validate(_plain(hooks)) if hooks else None,
         workload=WorkloadTarget.model_validate(_plain(workload)) if workload else None,
         paused_wave=_int(item.get("paused_wave")),
+        resumed_by_request=item.get("resumed_by_request"),
         cancelled_by=item.get("cancelled_by"),
         parent_operation_id=item.get("parent_operation_id"),
         children=tuple(
@@ -328,6 +332,7 @@ def _wave(item: Mapping[str, Any]) -> WaveRecord:
         expected=int(item["expected"]),
         recovered=int(item.get("recovered", 0)),
         failed=int(item.get("failed", 0)),
+        remaining=_int(item.get("remaining")),
         rto_target_minutes=_int(item.get("rto_target_minutes")),
         started_at=_time(item.get("started_at")),
         recovery_started_at=_time(item.get("recovery_started_at")),
@@ -383,6 +388,7 @@ def _resource(item: Mapping[str, Any]) -> ResourceRecord:
         attempt_started_at=_time(item.get("attempt_started_at")),
         checks=int(item.get("checks", 0)),
         last_check_at=_time(item.get("last_check_at")),
+        resource_type=item.get("resource_type", "ec2:instance"),
     )
 
 
@@ -721,7 +727,90 @@ class DynamoRepository:
             )
 
     def record_result(self, result: ResourceResult) -> ResultOutcome:
-        pk = op_pk(result.operation_id)
+        return self.record_results([result])[0]
+
+    def record_results(self, results: Sequence[ResourceResult]) -> list[ResultOutcome]:
+        """Per operation + wave, one transaction for up to 99 results: each resource's
+        conditional transition and the wave's counters (the sum of what the transaction moves).
+        A resource whose condition fails is left out (and classified) and the rest tried again;
+        a wave that is not RECOVERING takes none. A second result for the same resource in the
+        same call is classified after the first one is applied."""
+        outcomes: list[ResultOutcome | None] = [None] * len(results)
+        groups: dict[tuple[str, int], list[int]] = {}
+        seen: set[tuple[str, str]] = set()
+        later: list[int] = []
+        for index, result in enumerate(results):
+            key = (result.operation_id, result.resource_id)
+            if key in seen:
+                later.append(index)
+                continue
+            seen.add(key)
+            groups.setdefault((result.operation_id, result.wave), []).append(index)
+        for indexes in groups.values():
+            for start in range(0, len(indexes), MAX_TRANSACTION_ITEMS - 1):
+                chunk = indexes[start : start + MAX_TRANSACTION_ITEMS - 1]
+                for index, outcome in self._apply(results, chunk).items():
+                    outcomes[index] = outcome
+        for index in later:
+            outcomes[index] = self._classify(results[index])
+        return [o or ResultOutcome.UNKNOWN for o in outcomes]
+
+    def _apply(
+        self, results: Sequence[ResourceResult], indexes: list[int]
+    ) -> dict[int, ResultOutcome]:
+        done: dict[int, ResultOutcome] = {}
+        pending = list(indexes)
+        conflicts = 0
+        # First with the condition that results remain after these (then none of them ends
+        # the wave: no read needed); if that is what fails, without it (these may end it).
+        strict = True
+        while pending:
+            chosen = [results[i] for i in pending]
+            transaction = [self._resource_update(r) for r in chosen] + [
+                self._wave_update(chosen, strict)
+            ]
+            try:
+                self._client.transact_write_items(TransactItems=transaction)
+            except ClientError as error:
+                if _code(error) != TRANSACTION_CANCELED:
+                    raise
+                reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+                refused = [
+                    i
+                    for i, code in zip(pending, reasons[: len(pending)], strict=False)
+                    if code == "ConditionalCheckFailed"
+                ]
+                wave_refused = len(reasons) > len(pending) and reasons[len(pending)] == (
+                    "ConditionalCheckFailed"
+                )
+                if refused:  # duplicates or stale results: out, the others again
+                    for i in refused:
+                        done[i] = self._classify(results[i])
+                    pending = [i for i in pending if i not in done]
+                    continue
+                if wave_refused and strict:
+                    strict = False  # the wave's last results (or not RECOVERING): look again
+                    continue
+                if wave_refused:  # the wave is not RECOVERING: none of them counts
+                    for i in pending:
+                        done[i] = self._classify(results[i])
+                    pending = []
+                    continue
+                conflicts += 1
+                if conflicts >= CONFLICT_ATTEMPTS:
+                    raise RetryLater(
+                        f"{len(pending)} result(s) of wave {chosen[0].wave} kept conflicting: "
+                        f"{reasons}"
+                    ) from error
+                # Concurrent results on the same wave counter: try again shortly.
+                self._sleep(random.uniform(0.01, 0.05) * conflicts)
+                continue
+            outcome = ResultOutcome.APPLIED if strict else ResultOutcome.COMPLETING
+            done.update({i: outcome for i in pending})
+            pending = []
+        return done
+
+    def _resource_update(self, result: ResourceResult) -> dict[str, Any]:
         resource = _Expression().set(
             {
                 "state": ResourceState.RECOVERED if result.recovered else ResourceState.FAILED,
@@ -740,7 +829,7 @@ class DynamoRepository:
             }
         )
         attempt_started = resource.name("attempt_started_at")
-        resource_condition = (
+        condition = (
             resource.state_in([ResourceState.PENDING, ResourceState.RECOVERING])
             + f" AND {resource.name('wave')} = {resource.value(result.wave)}"
             + f" AND {resource.name('strategy')} = {resource.value(result.strategy)}"
@@ -748,44 +837,38 @@ class DynamoRepository:
             + f" AND (attribute_not_exists({attempt_started})"
             + f" OR {attempt_started} <= {resource.value(result.completed_at)})"
         )
+        return {
+            "Update": {
+                "TableName": self._table.name,
+                "Key": {"pk": op_pk(result.operation_id), "sk": resource_sk(result.resource_id)},
+                **resource.kwargs(condition),
+            }
+        }
+
+    def _wave_update(self, results: Sequence[ResourceResult], strict: bool) -> dict[str, Any]:
+        """The wave's counters + what the results add (`remaining` - their number); `strict`:
+        only if results remain after them."""
         wave = _Expression()
-        if result.recovered:
-            wave.add("recovered", 1)
-        else:
-            wave.add("failed", 1).add("failed_resources", {result.resource_id})
-        transaction = [
-            {
-                "Update": {
-                    "TableName": self._table.name,
-                    "Key": {"pk": pk, "sk": resource_sk(result.resource_id)},
-                    **resource.kwargs(resource_condition),
-                }
-            },
-            {
-                "Update": {
-                    "TableName": self._table.name,
-                    "Key": {"pk": pk, "sk": wave_sk(result.wave)},
-                    **wave.kwargs(wave.state_in([WavePhase.RECOVERING])),
-                }
-            },
-        ]
-        for attempt in range(CONFLICT_ATTEMPTS):
-            try:
-                self._client.transact_write_items(TransactItems=transaction)
-                return ResultOutcome.APPLIED
-            except ClientError as error:
-                if _code(error) != TRANSACTION_CANCELED:
-                    raise
-                reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-                if "ConditionalCheckFailed" in reasons:
-                    return self._classify(result)
-                if attempt == CONFLICT_ATTEMPTS - 1:
-                    raise RetryLater(
-                        f"result for {result.resource_id} kept conflicting: {reasons}"
-                    ) from error
-                # Concurrent results on the same wave counter: try again shortly.
-                self._sleep(random.uniform(0.01, 0.05) * (attempt + 1))
-        raise AssertionError("unreachable")
+        recovered = sum(r.recovered for r in results)
+        failed = {r.resource_id for r in results if not r.recovered}
+        if recovered:
+            wave.add("recovered", recovered)
+        if failed:
+            wave.add("failed", len(failed)).add("failed_resources", failed)
+        remaining = wave.name("remaining")
+        count = wave.value(len(results))
+        wave.set_raw("remaining", f"if_not_exists({remaining}, {wave.value(0)}) - {count}")
+        condition = wave.state_in([WavePhase.RECOVERING])
+        if strict:
+            condition += f" AND {remaining} > {count}"
+        first = results[0]
+        return {
+            "Update": {
+                "TableName": self._table.name,
+                "Key": {"pk": op_pk(first.operation_id), "sk": wave_sk(first.wave)},
+                **wave.kwargs(condition),
+            }
+        }
 
     def _classify(self, result: ResourceResult) -> ResultOutcome:
         current = self.get_resource(result.operation_id, result.resource_id)

@@ -174,6 +174,7 @@ def wave_records(
             number=w.number,
             state=WavePhase.PENDING,
             expected=len(w.resources),
+            remaining=len(w.resources),
             rto_target_minutes=w.rto_target_minutes,
             updated_at=now,
             approval_required=needs_approval(approval_mode, w.number, first),
@@ -203,6 +204,7 @@ def resource_record(
         rpo_target_minutes=resource.rpo_target_minutes,
         private_ip=resource.private_ip,
         started_at=started_at,
+        resource_type=resource.resource_type,
     )
 
 
@@ -258,6 +260,7 @@ def resource_ref(record: ResourceRecord) -> ResourceRef:
         priority=record.priority,
         rto_target_minutes=record.rto_target_minutes,
         rpo_target_minutes=record.rpo_target_minutes,
+        resource_type=record.resource_type,
     )
 
 
@@ -361,6 +364,32 @@ def request_from_record(meta: OperationRecord, now: datetime) -> OperationReques
         allow_data_loss=meta.allow_data_loss,
         reason=meta.request_reason,
         ticket=meta.ticket,
+    )
+
+
+def _result_of(event: ResourceRecovered | ResourceRecoveryFailed) -> ResourceResult:
+    if isinstance(event, ResourceRecovered):
+        return ResourceResult(
+            operation_id=event.operation_id,
+            resource_id=event.resource_id,
+            wave=event.wave,
+            strategy=event.strategy,
+            recovered=True,
+            started_at=event.started_at,
+            completed_at=event.completed_at,
+            dr_resource_id=event.dr_resource_id,
+            dr_private_ip=event.dr_private_ip,
+        )
+    return ResourceResult(
+        operation_id=event.operation_id,
+        resource_id=event.resource_id,
+        wave=event.wave,
+        strategy=event.strategy,
+        recovered=False,
+        started_at=event.started_at,
+        completed_at=event.failed_at,
+        error=event.error,
+        error_code=event.error_code,
     )
 
 
@@ -729,55 +758,39 @@ class Coordinator:
     # --- resource results --------------------------------------------------------------------
 
     def on_resource_recovered(self, event: ResourceRecovered) -> None:
-        self._on_result(
-            ResourceResult(
-                operation_id=event.operation_id,
-                resource_id=event.resource_id,
-                wave=event.wave,
-                strategy=event.strategy,
-                recovered=True,
-                started_at=event.started_at,
-                completed_at=event.completed_at,
-                dr_resource_id=event.dr_resource_id,
-                dr_private_ip=event.dr_private_ip,
-            )
-        )
+        self.on_results([event])
 
     def on_resource_recovery_failed(self, event: ResourceRecoveryFailed) -> None:
-        self._on_result(
-            ResourceResult(
-                operation_id=event.operation_id,
-                resource_id=event.resource_id,
-                wave=event.wave,
-                strategy=event.strategy,
-                recovered=False,
-                started_at=event.started_at,
-                completed_at=event.failed_at,
-                error=event.error,
-                error_code=event.error_code,
-            )
-        )
+        self.on_results([event])
 
-    def _on_result(self, result: ResourceResult) -> None:
-        outcome = self._repo.record_result(result)
-        where = {
-            "operation_id": result.operation_id,
-            "resource_id": result.resource_id,
-            "wave": result.wave,
-            "outcome": outcome.value,
-        }
-        if outcome == ResultOutcome.UNKNOWN:
-            self._log.warning("Result for an unknown operation or resource ignored", extra=where)
-            return
-        if outcome == ResultOutcome.APPLIED:
-            wave = self._repo.get_wave(result.operation_id, result.wave)
-            if wave is not None and wave_outcome(wave) is None:
-                return  # results still missing
-        else:
-            # Not counted again; still check the operation so that a crash after the first
-            # delivery was counted never leaves the wave without its next step.
-            self._log.info("Duplicate or late result not counted", extra=where)
-        self.advance(result.operation_id)
+    def on_results(self, events: Sequence[ResourceRecovered | ResourceRecoveryFailed]) -> None:
+        """Results of one delivery batch, counted together: per operation + wave one
+        conditional transaction moves every resource and the wave's counters (a duplicate is
+        left out, never counted twice). The repository tells the results that may complete
+        their wave (COMPLETING) from the others, without reading the wave; each operation is
+        advanced once when a wave may be complete or when something was not counted (a crash
+        after the first delivery was counted must never leave a wave without its next step)."""
+        results = [_result_of(e) for e in events]
+        outcomes = self._repo.record_results(results)
+        advance: dict[str, None] = {}
+        for result, outcome in zip(results, outcomes, strict=True):
+            where = {
+                "operation_id": result.operation_id,
+                "resource_id": result.resource_id,
+                "wave": result.wave,
+                "outcome": outcome.value,
+            }
+            if outcome == ResultOutcome.UNKNOWN:
+                self._log.warning(
+                    "Result for an unknown operation or resource ignored", extra=where
+                )
+            elif outcome == ResultOutcome.COMPLETING:
+                advance[result.operation_id] = None
+            elif outcome != ResultOutcome.APPLIED:
+                self._log.info("Duplicate or late result not counted", extra=where)
+                advance[result.operation_id] = None
+        for operation_id in advance:
+            self.advance(operation_id)
 
     # --- hooks -------------------------------------------------------------------------------
 
@@ -1293,17 +1306,28 @@ class Coordinator:
             for child in meta.children:
                 child_meta = self._repo.get_operation(child.operation_id)
                 if child_meta is not None and child_meta.state == OperationState.PAUSED:
-                    self._resume(child_meta, event.mode, event.requested_by)
+                    self._resume(child_meta, event.mode, event.requested_by, event.occurred_at)
             return
-        self._resume(meta, event.mode, event.requested_by)
+        self._resume(meta, event.mode, event.requested_by, event.occurred_at)
 
-    def _resume(self, meta: OperationRecord, mode: ResumeMode, by: str) -> None:
+    def _resume(
+        self, meta: OperationRecord, mode: ResumeMode, by: str, requested_at: datetime
+    ) -> None:
         op = meta.operation_id
         if meta.state != OperationState.PAUSED:
             self._log.info(
                 "Resume ignored: not paused", extra={"operation_id": op, "state": meta.state}
             )
             self.advance(op)
+            return
+        request = f"{to_millis(requested_at).isoformat()}|{by}|{mode.value}"
+        if meta.resumed_by_request == request:
+            # The request that resumed the previous pause, delivered again: the new pause waits
+            # for the operator's next request.
+            self._log.warning(
+                "Resume ignored: this request was applied already",
+                extra={"operation_id": op, "paused_wave": meta.paused_wave, "mode": mode.value},
+            )
             return
         now = self._clock()
         wave = self._repo.get_wave(op, meta.paused_wave) if meta.paused_wave else None
@@ -1316,7 +1340,13 @@ class Coordinator:
         resumed = self._repo.update_operation(
             op,
             (OperationState.PAUSED,),
-            {"state": OperationState.RUNNING, "reason": None, "announced": None, "updated_at": now},
+            {
+                "state": OperationState.RUNNING,
+                "reason": None,
+                "announced": None,
+                "updated_at": now,
+                "resumed_by_request": request,
+            },
         )
         if won and wave is not None:
             self._emit(
@@ -1354,6 +1384,7 @@ class Coordinator:
                     "retry_resources": wave.failed_resources,
                     "failed": 0,
                     "failed_resources": frozenset(),
+                    "remaining": wave.expected - wave.recovered,
                 }
             elif phase == FailedPhase.PRE_WAVE_HOOK:
                 nxt = WavePhase.PRE_HOOKS
@@ -1376,16 +1407,22 @@ class Coordinator:
         self._advance(operation_id)
 
     def _advance(
-        self, operation_id: str, fresh: frozenset[int] = frozenset(), ours: bool = False
-    ) -> None:
+        self,
+        operation_id: str,
+        fresh: frozenset[int] = frozenset(),
+        ours: bool = False,
+        loaded: OperationRecord | None = None,
+    ) -> OperationRecord | None:
         """`fresh`: waves whose last transition this call made (announced without waiting);
-        `ours`: this call made the operation's last transition."""
-        meta = self._repo.get_operation(operation_id)
+        `ours`: this call made the operation's last transition; `loaded`: the operation as just
+        read (saves reading it again). Returns the running operation as this call left it
+        (None when it did not follow it to the end: read it again for its state)."""
+        meta = loaded or self._repo.get_operation(operation_id)
         if meta is None:
-            return
+            return None
         if meta.regional:
             self._advance_parent(meta, ours)
-            return
+            return None
         if meta.state == OperationState.PLANNED:
             self._require_stale(meta.updated_at, f"operation {operation_id} is being planned")
             self._log.warning(
@@ -1393,23 +1430,26 @@ class Coordinator:
             )
             plan = self._load_plan(operation_id)
             self._materialize(meta, executable_waves(plan, meta.wave_filter), overwrite=False)
-            return
+            return None
         if meta.state == OperationState.RUNNING:
             meta, ours = self._walk(meta, fresh)
+            if meta.state == OperationState.RUNNING:
+                return meta
         elif meta.state == OperationState.PAUSED:
             if meta.announced != OperationState.PAUSED:
                 self._require_stale(meta.updated_at, f"operation {operation_id} is pausing")
                 self._announce_pause(meta)
-            return
+            return None
         elif meta.state == OperationState.CANCELLED and meta.announced != meta.state:
             drained, changed = self._drain(meta, fresh)
             if not drained:
-                return
+                return None
             ours = ours or changed
         if meta.state.terminal and meta.announced != meta.state:
             if not ours:
                 self._require_stale(meta.updated_at, f"operation {operation_id} is ending")
             self._announce_terminal(meta)
+        return None
 
     def _walk(self, meta: OperationRecord, fresh: frozenset[int]) -> tuple[OperationRecord, bool]:
         """Walk the waves in order; returns the operation and whether this call ended it."""
@@ -1812,8 +1852,8 @@ class Coordinator:
         if meta.state.terminal and meta.announced == meta.state:
             self._repo.clear_active(op)
             return
-        self.advance(op)
-        meta = self._repo.get_operation(op)
+        # A running operation comes back as advancing left it (no second read).
+        meta = self._advance(op, loaded=meta) or self._repo.get_operation(op)
         if meta is None or meta.regional:
             return
         now = self._clock()
@@ -1856,6 +1896,16 @@ class Coordinator:
         self._publisher.publish(Source.CLI, [request_from_record(meta, now)])
 
     def _recheck(self, meta: OperationRecord, wave: WaveRecord, force: bool, now: datetime) -> None:
+        began = wave.recovery_started_at or wave.started_at
+        # The wave's target is its resources' smallest and none of them started before the wave
+        # recovered: until that target has passed, no resource can be due (nothing to read).
+        if (
+            not force
+            and wave.rto_target_minutes
+            and began is not None
+            and now - began < timedelta(minutes=wave.rto_target_minutes)
+        ):
+            return
         due: list[tuple[ResourceRecord, datetime]] = []
         for resource in self._repo.list_resources(meta.operation_id):
             if resource.wave != wave.number or resource.state != ResourceState.RECOVERING:

@@ -4,7 +4,7 @@ controls, and its own messages (hook checks, the scheduled reconciliation)."""
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -26,9 +26,10 @@ from events.schemas import (
 )
 from events.schemas.models import SsmAutomationStatusChange
 
-from .adapters import build_coordinator
-from .domain import Coordinator
 from .hooks import HOOK_CHECK_KIND, RECONCILE_KIND, HookCheck, ReconcileRequest
+
+if TYPE_CHECKING:
+    from .domain import Coordinator
 
 obs = observability("coordinator")
 router = EventRouter(obs.logger)
@@ -38,8 +39,11 @@ _local = threading.local()  # boto3 resources are not thread-safe (the sandbox r
 
 
 def _service() -> Coordinator:
-    """Built on first use, once per process (per thread when a runtime shares the process)."""
+    """Built on first use, once per process (per thread when a runtime shares the process): the
+    AWS wiring (boto3, clients) is imported then, not when the module loads."""
     if not hasattr(_local, "service"):
+        from .adapters import build_coordinator
+
         _local.service = build_coordinator(obs.logger)
     service: Coordinator = _local.service
     return service
@@ -60,14 +64,12 @@ def _discovery_failed(detail: DiscoveryFailed, envelope: EventEnvelope) -> None:
     _service().on_discovery_failed(detail)
 
 
-@router.on(DetailType.RESOURCE_RECOVERED)
-def _recovered(detail: ResourceRecovered, envelope: EventEnvelope) -> None:
-    _service().on_resource_recovered(detail)
-
-
-@router.on(DetailType.RESOURCE_RECOVERY_FAILED)
-def _recovery_failed(detail: ResourceRecoveryFailed, envelope: EventEnvelope) -> None:
-    _service().on_resource_recovery_failed(detail)
+@router.on_many(DetailType.RESOURCE_RECOVERED, DetailType.RESOURCE_RECOVERY_FAILED)
+def _results(
+    items: list[tuple[ResourceRecovered | ResourceRecoveryFailed, EventEnvelope]],
+) -> None:
+    # The results of a batch are counted together (one transaction per wave, one read).
+    _service().on_results([detail for detail, _ in items])
 
 
 @router.on(DetailType.OPERATION_CANCEL_REQUESTED)

@@ -114,6 +114,13 @@ class Repository(Protocol):
         + 1 (wave RECOVERING)."""
         ...
 
+    def record_results(self, results: Sequence[ResourceResult]) -> list[ResultOutcome]:
+        """`record_result` for many (in order): the results of one wave move together with the
+        wave's counters, each resource under its own condition, each counted once. APPLIED:
+        counted and the wave still misses results; COMPLETING: counted and the wave may be
+        complete (or that could not be told without reading it)."""
+        ...
+
     def append_refusal(self, operation_id: str, number: int, refusal: ApprovalRefusal) -> None: ...
 
     def record_child_outcome(self, parent_id: str, child_id: str, outcome: ChildOutcome) -> None:

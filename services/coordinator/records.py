@@ -116,6 +116,9 @@ class OperationRecord:
     hooks: HookConfig | None = None
     workload: WorkloadTarget | None = None
     paused_wave: int | None = None
+    # The last resume request applied (when, by whom, which mode): the same request delivered
+    # again must not resume a later pause.
+    resumed_by_request: str | None = None
     cancelled_by: str | None = None
     parent_operation_id: str | None = None
     children: tuple[ChildPlan, ...] = ()
@@ -151,6 +154,9 @@ class WaveRecord:
     updated_at: datetime
     recovered: int = 0
     failed: int = 0
+    # Results the current attempt still misses (expected - counted), kept by the result
+    # transactions so that they can tell a wave's last results without reading the wave.
+    remaining: int | None = None
     rto_target_minutes: int | None = None
     started_at: datetime | None = None
     recovery_started_at: datetime | None = None
@@ -210,6 +216,7 @@ class ResourceRecord:
     attempt_started_at: datetime | None = None
     checks: int = 0
     last_check_at: datetime | None = None
+    resource_type: str = "ec2:instance"
 
 
 @dataclass(frozen=True)
@@ -242,6 +249,7 @@ class ResourceResult:
 
 class ResultOutcome(StrEnum):
     APPLIED = "APPLIED"  # resource moved and wave counter incremented, together
+    COMPLETING = "COMPLETING"  # applied, and the wave may have all its results now
     DUPLICATE = "DUPLICATE"  # the resource already has a result: nothing changed
     REJECTED = "REJECTED"  # another wave/strategy, an older attempt, or the wave is not recovering
     UNKNOWN = "UNKNOWN"  # no such resource item (unknown operation or resource)

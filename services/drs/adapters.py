@@ -57,6 +57,7 @@ from .records import (
     OperationOptions,
     OperationRecords,
     OpJob,
+    RecordedResult,
     ReprotectRecord,
     TeardownRecord,
 )
@@ -65,6 +66,10 @@ EC2_FILTER_VALUES = 200
 DRS_FILTER_IDS = 200
 DRS_JOB_IDS = 1000
 SQS_BATCH = 10
+DYNAMODB_BATCH = 25
+BATCH_WRITE_ATTEMPTS = 5
+# Attributes of a job's REPORTED item holding each server's published result.
+RESULT_PREFIX = "result#"
 REGISTRY_TTL_SECONDS = 300
 REGISTRY_MISS_REFRESH_SECONDS = 1  # a customer registered a moment ago is found at once
 LEDGER_TTL_SECONDS = 30 * 24 * 3600
@@ -706,16 +711,22 @@ class DynamoLedger:
         )
         reported: frozenset[str] = frozenset()
         launches: dict[str, LaunchContext] = {}
+        results: dict[str, RecordedResult] = {}
         restored = False
         for item in response.get("Items", []):
             if item["sk"]["S"] == "REPORTED":
                 reported = frozenset(item.get("servers", {}).get("SS", []))
+                results = {
+                    name.removeprefix(RESULT_PREFIX): RecordedResult.model_validate_json(v["S"])
+                    for name, v in item.items()
+                    if name.startswith(RESULT_PREFIX)
+                }
             elif item["sk"]["S"] == "LAUNCH":
                 raw = json.loads(item["launches"]["S"])
                 launches = {k: LaunchContext.model_validate(v) for k, v in raw.items()}
             elif item["sk"]["S"] == "RESTORED":
                 restored = True
-        return JobLedger(reported=reported, launches=launches, restored=restored)
+        return JobLedger(reported=reported, launches=launches, restored=restored, results=results)
 
     def record_launch(self, job_id: str, launches: Mapping[str, LaunchContext]) -> None:
         body = json.dumps(
@@ -732,18 +743,35 @@ class DynamoLedger:
             },
         )
 
-    def mark_reported(self, job_id: str, source_server_ids: Sequence[str]) -> None:
+    def mark_reported(
+        self,
+        job_id: str,
+        source_server_ids: Sequence[str],
+        results: Mapping[str, RecordedResult] | None = None,
+    ) -> None:
+        """One UpdateItem: the servers join the reported set, each result is kept beside it as
+        `result#<source server>` (a job's results stay far below the 400 KB item limit)."""
         if not source_server_ids:
             return
-        self._db.update_item(
-            TableName=self._table,
-            Key={"pk": {"S": self.pk(job_id)}, "sk": {"S": "REPORTED"}},
-            UpdateExpression="ADD servers :s SET expires_at = :t",
-            ExpressionAttributeValues={
-                ":s": {"SS": sorted(set(source_server_ids))},
-                ":t": {"N": str(int(self._clock()) + LEDGER_TTL_SECONDS)},
-            },
-        )
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {
+            ":s": {"SS": sorted(set(source_server_ids))},
+            ":t": {"N": str(int(self._clock()) + LEDGER_TTL_SECONDS)},
+        }
+        sets = ["expires_at = :t"]
+        for index, (sid, result) in enumerate(sorted((results or {}).items())):
+            names[f"#r{index}"] = f"{RESULT_PREFIX}{sid}"
+            values[f":r{index}"] = {"S": result.model_dump_json()}
+            sets.append(f"#r{index} = :r{index}")
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"pk": {"S": self.pk(job_id)}, "sk": {"S": "REPORTED"}},
+            "UpdateExpression": f"ADD servers :s SET {', '.join(sets)}",
+            "ExpressionAttributeValues": values,
+        }
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        self._db.update_item(**kwargs)
 
     def claim_relaunch(self, job_id: str, source_server_ids: Sequence[str]) -> list[str]:
         claimed = []
@@ -817,6 +845,8 @@ class DynamoOperations:
                 fields["teardown"] = TeardownRecord.model_validate_json(body)
             elif sk == "REPROTECT":
                 fields["reprotect"] = ReprotectRecord.model_validate_json(body)
+            elif sk.startswith("RESULT#"):
+                fields.setdefault("results", []).append(RecordedResult.model_validate_json(body))
         fields["jobs"].sort(key=lambda j: j.created_at)
         return OperationRecords.model_validate(fields)
 
@@ -841,6 +871,32 @@ class DynamoOperations:
     def mark_ended(self, operation_id: str, state: str, at: datetime) -> bool:
         body = json.dumps({"state": state, "at": at.isoformat()})
         return self._put(operation_id, "ENDED", body, new=True)
+
+    def record_results(self, operation_id: str, results: Sequence[RecordedResult]) -> None:
+        """BatchWriteItem, 25 a call; unprocessed items are written again."""
+        expires = {"N": str(int(self._clock()) + RECORDS_TTL_SECONDS)}
+        requests = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        "pk": {"S": self.pk(operation_id)},
+                        "sk": {"S": f"RESULT#{r.wave:04d}#{r.attempt}#{r.resource_id}"},
+                        "body": {"S": r.model_dump_json()},
+                        "expires_at": expires,
+                    }
+                }
+            }
+            for r in {(r.wave, r.attempt, r.resource_id): r for r in results}.values()
+        ]
+        for chunk in chunks(requests, DYNAMODB_BATCH):
+            pending: dict[str, Any] = {self._table: list(chunk)}
+            for _ in range(BATCH_WRITE_ATTEMPTS):
+                response = self._db.batch_write_item(RequestItems=pending)
+                pending = response.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+            else:
+                raise RuntimeError(f"results of {operation_id} not kept: DynamoDB kept refusing")
 
     def put_teardown(self, record: TeardownRecord, *, new: bool = False) -> bool:
         return self._put(record.operation_id, "TEARDOWN", record.model_dump_json(), new)

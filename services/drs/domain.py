@@ -45,7 +45,7 @@ from events.schemas import (
     Strategy,
     WaveStarted,
 )
-from events.schemas.models import utc_now
+from events.schemas.models import ResourceCheckRequested, utc_now
 
 from . import readiness as R
 from .drills import DrillLaunches
@@ -90,6 +90,7 @@ from .records import (
     OperationOptions,
     OpJob,
     QuotaWake,
+    RecordedResult,
 )
 
 __all__ = [
@@ -118,6 +119,8 @@ MAX_JOB_CHECKS = 240
 # A job DescribeJobs does not know yet (eventual consistency) is looked for this many times.
 MAX_JOB_NOT_FOUND_CHECKS = 5
 LEDGER_CACHE_JOBS = 1024
+# Results reported together (one PutEvents, one ledger write, one coordinator batch).
+REPORT_GROUP = 10
 # A hold without a job after this long (the worker died between reserving and starting), or
 # whose job DRS no longer lists, is given back when the budget is full.
 HOLD_LEASE = timedelta(minutes=10)
@@ -210,6 +213,7 @@ class ReconcileOutcome:
     ours: bool
     done: bool
     reported: int = 0
+    held: bool = False  # final servers left for a later report (see `reconcile_job`)
 
 
 # --- the service ----------------------------------------------------------------------------------
@@ -260,6 +264,9 @@ class DrsRecovery:
         # (another process reported meanwhile) only repeats a result, which the coordinator
         # ignores, and it saves a read per reconciliation.
         self._ledgers: OrderedDict[str, JobLedger] = OrderedDict()
+        # Jobs this process saw over and fully reported: a later check or a repeated event of
+        # one of them needs no DescribeJobs (another process that does not know simply looks).
+        self._over: OrderedDict[tuple[str, str, str], None] = OrderedDict()
 
     # -- what the operator asked ------------------------------------------------------------------
 
@@ -331,6 +338,7 @@ class DrsRecovery:
                     self._plan_drill(outcome, part, entry, region, refs, force)
                 else:
                     self._plan_failover(outcome, part, entry, region, refs, force)
+        self._keep_failures(part.operation_id, part.attempt, outcome.events)
         self._results.publish(outcome.events)
         self._schedule(
             [
@@ -877,7 +885,7 @@ class DrsRecovery:
         ]
         if not ready:
             self._budget.release(batch.account, batch.region, hold.hold_id, hold.servers)
-            self._results.publish(events)
+            self._publish_failures(batch, events)
             return None
         tags = {
             **batch.job_tags(),
@@ -888,7 +896,7 @@ class DrsRecovery:
             job = workload.start_recovery(ready, tags, drill=batch.drill)
         except AwsError as error:
             if error.code in WAIT_CODES:
-                self._results.publish(events)
+                self._publish_failures(batch, events)
                 raise
             self._budget.release(batch.account, batch.region, hold.hold_id, hold.servers)
             events += [
@@ -897,11 +905,23 @@ class DrsRecovery:
                 )
                 for sid in ready
             ]
-            self._results.publish(events)
+            self._publish_failures(batch, events)
             return None
-        self._results.publish(events)
+        self._publish_failures(batch, events)
         self._launched(batch, job, {sid: contexts[sid] for sid in ready})
         return job.job_id
+
+    def _publish_failures(self, batch: LaunchBatch, events: list[Detail]) -> None:
+        self._keep_failures(batch.operation_id, batch.attempt, events)
+        self._results.publish(events)
+
+    def _keep_failures(self, operation_id: str, attempt: int, events: Sequence[Detail]) -> None:
+        """Failures published outside a job are kept, to be published again on a re-check."""
+        failures = [
+            RecordedResult.of(e, attempt) for e in events if isinstance(e, ResourceRecoveryFailed)
+        ]
+        if failures:
+            self._ops.record_results(operation_id, failures)
 
     def _launched(
         self, batch: LaunchBatch, job: Job, contexts: Mapping[str, LaunchContext]
@@ -921,6 +941,8 @@ class DrsRecovery:
                 hold=batch.batch_id,
                 servers=len(contexts),
                 created_at=job.created_at or self._now(),
+                wave=batch.wave,
+                attempt=batch.attempt,
             ),
         )
         scope = self._scope(batch)
@@ -977,27 +999,49 @@ class DrsRecovery:
         self._scheduled = set()
 
     def reconcile_job(
-        self, job_id: str, account: str, region: str, attempt: int | None = None
+        self,
+        job_id: str,
+        account: str,
+        region: str,
+        attempt: int | None = None,
+        flush: bool = False,
     ) -> ReconcileOutcome:
         """Report the servers of a job that reached a final launch status and were not reported.
 
         `attempt` is set for the service's own job checks: while the job is not done the next
         check is scheduled. Native events (attempt None) never schedule.
+
+        Results go out in groups: a native event reports what is final once nothing else of the
+        job is pending, or once a full group (`REPORT_GROUP`, one PutEvents) is final, or at once
+        for a failed launch (relaunched or reported without waiting). Job checks and re-checks
+        (`flush`) report everything final. So the last server of a job (of a wave) is reported
+        as soon as its event arrives, and the servers before it share their reads and writes.
         """
         # Keyed by where the job is too: an event naming the wrong account must not end the
         # checks of the real job.
         key = (job_id, account, region)
+        if key in self._over and not (flush and attempt is None):
+            return ReconcileOutcome(ours=True, done=True)
+        flush = flush or attempt is not None
         outcome = self._batch.get(key)
-        if outcome is None:
-            outcome = self._reconcile(job_id, account, region, attempt)
+        if outcome is None or (outcome.held and flush):
+            outcome = self._reconcile(job_id, account, region, attempt, flush=flush)
             self._batch[key] = outcome
         if attempt is not None and not outcome.done:
             self._schedule([(self._check(job_id, account, region), attempt + 1)])
         return outcome
 
     def _reconcile(
-        self, job_id: str, account: str, region: str, attempt: int | None
+        self,
+        job_id: str,
+        account: str,
+        region: str,
+        attempt: int | None,
+        again: frozenset[str] = frozenset(),
+        flush: bool = True,
     ) -> ReconcileOutcome:
+        """`again`: servers to report even if the ledger says they were (their kept result is
+        missing: results reported before results were kept); `flush`: see `reconcile_job`."""
         entry = self._registry.by_account(account)
         if entry is None:
             self._log.info("Ignoring a job of an unregistered account", extra={"job_id": job_id})
@@ -1028,7 +1072,17 @@ class DrsRecovery:
             if s.launch_status in FINAL_LAUNCH_STATUSES or job.completed or timed_out
         ]
         ledger = self._ledgers.get(job_id) or (self._ledger.load(job_id) if final else JobLedger())
-        new = [s for s in final if s.source_server_id not in ledger.reported]
+        new = [s for s in final if s.source_server_id not in ledger.reported - again]
+        pending = len(job.servers) - len(final)
+        if (
+            not flush
+            and pending
+            and len(new) < REPORT_GROUP
+            and all(s.launch_status == LAUNCHED for s in new)
+        ):
+            # Launched servers wait for the rest of their group (their job's last event, a full
+            # group, or the next job check at the latest).
+            return ReconcileOutcome(ours=True, done=False, held=bool(new))
         reported = 0
         unresolved: list[str] = []
         if new:
@@ -1044,14 +1098,167 @@ class DrsRecovery:
             # Publish first, then remember: a crash in between repeats a result, never loses one.
             self._results.publish([e for _, e in events])
             handled = [sid for sid, _ in events] + [sid for sid, _ in relaunch]
-            self._ledger.mark_reported(job_id, handled)
-            ledger = replace(ledger, reported=ledger.reported | set(handled))
+            step_attempt = int(job.tags.get(T.JOB_ATTEMPT, "1") or 1)
+            kept = {sid: RecordedResult.of(e, step_attempt) for sid, e in events}
+            self._ledger.mark_reported(job_id, handled, kept)
+            ledger = replace(
+                ledger,
+                reported=ledger.reported | set(handled),
+                results={**ledger.results, **kept},
+            )
             self._remember(job_id, ledger)
             reported = len(events)
         done = (job.completed or timed_out) and not unresolved
         if done:
             self._job_over(job, scope, ledger, account, region, workload)
+            if not (set(s.source_server_id for s in job.servers) - set(ledger.reported)):
+                self._over[(job_id, account, region)] = None
+                while len(self._over) > LEDGER_CACHE_JOBS:
+                    self._over.popitem(last=False)
         return ReconcileOutcome(ours=True, done=done, reported=reported)
+
+    # -- re-checks (the coordinator's reconciler) -------------------------------------------------
+
+    def recheck(self, request: ResourceCheckRequested) -> dict[str, Any]:
+        """The coordinator's reconciler asks about resources in flight longer than expected.
+
+        Per resource, from what the service recorded for the operation, wave and attempt: a
+        result already published is published again (the same content); a server in a job not
+        reported yet gets its job checked (DescribeJobs), and its result published when final.
+        Nothing is ever launched from here. Resources of another account than the customer's
+        are not looked at.
+        """
+        if request.strategy != Strategy.DRS:
+            return {"skipped": f"strategy {request.strategy.value}"}
+        entry = self._registry.customer(request.customer)
+        wanted: dict[str, ResourceRef] = {}
+        for ref in request.resources:
+            if entry is None or ref.account != entry.account:
+                self._log.warning(
+                    "Re-check of a resource outside the customer's account refused",
+                    extra={"resource_id": ref.resource_id, "account": ref.account},
+                )
+                continue
+            wanted[ref.resource_id] = ref
+        if entry is None or not wanted:
+            return {"again": 0, "checked_jobs": 0, "waiting": 0, "unknown": len(wanted)}
+        records = self._ops.load(request.operation_id)
+        # The newest launch job of this wave and attempt holding each resource (a relaunch is
+        # newer than the job its server failed in).
+        holder: dict[str, tuple[OpJob, str, JobLedger]] = {}
+        for job in records.launch_jobs():
+            if job.account != entry.account:
+                continue
+            if job.wave not in (None, request.wave) or job.attempt not in (None, request.attempt):
+                continue
+            ledger = self._ledger.load(job.job_id)
+            for sid, context in ledger.launches.items():
+                if context.resource_id in wanted:
+                    holder[context.resource_id] = (job, sid, ledger)
+        kept = {
+            r.resource_id: r
+            for r in records.results
+            if (r.wave, r.attempt) == (request.wave, request.attempt)
+        }
+        again: list[Detail] = []
+        to_check: dict[str, OpJob] = {}
+        to_redo: dict[str, set[str]] = {}
+        missing: list[ResourceRef] = []
+        for rid, ref in wanted.items():
+            held = holder.get(rid)
+            if held is not None:
+                job, sid, ledger = held
+                result = ledger.results.get(sid)
+                if result is not None:
+                    again.append(result.event())
+                elif sid in ledger.reported:
+                    to_redo.setdefault(job.job_id, set()).add(sid)
+                    to_check[job.job_id] = job
+                else:
+                    to_check[job.job_id] = job
+            elif rid in kept:
+                again.append(kept[rid].event())
+            else:
+                missing.append(ref)
+        mine = (request.operation_id, request.customer, request.environment)
+        again = [e for e in again if (e.operation_id, e.customer, e.environment) == mine]
+        self._results.publish(again)
+        for job in to_check.values():
+            redo = frozenset(to_redo.get(job.job_id, ()))
+            if redo:
+                self._reconcile(job.job_id, job.account, job.region, None, again=redo)
+            else:
+                self.reconcile_job(job.job_id, job.account, job.region, flush=True)
+        waiting, found = self._find_untracked(request, entry, missing)
+        unknown = [
+            r.resource_id
+            for r in missing
+            if r.resource_id not in waiting and r.resource_id not in found
+        ]
+        if unknown:
+            self._log.warning(
+                "Re-check: no launch or result recorded for these resources (their part was "
+                "never processed, or is being processed now); nothing launched",
+                extra={"operation_id": request.operation_id, "resources": unknown},
+            )
+        summary = {
+            "again": len(again),
+            "checked_jobs": len(to_check) + len(set(found.values())),
+            "waiting": len(waiting),
+            "unknown": len(unknown),
+        }
+        self._log.info("Re-check answered", extra={"wave": request.wave, **summary})
+        return summary
+
+    def _find_untracked(
+        self, request: ResourceCheckRequested, entry: CustomerEntry, refs: list[ResourceRef]
+    ) -> tuple[set[str], dict[str, str]]:
+        """Resources without a recorded launch: waiting for DRS quota (a queued batch), or in a
+        DRS job of this step whose launch was never recorded (a crash right after StartRecovery:
+        the job is checked). Returns (waiting resource ids, resource id -> job id checked)."""
+        waiting: set[str] = set()
+        found: dict[str, str] = {}
+        by_region: dict[str, list[ResourceRef]] = {}
+        for ref in refs:
+            by_region.setdefault(ref.dr_region, []).append(ref)
+        for region, group in sorted(by_region.items()):
+            ids = {r.resource_id for r in group}
+            for batch in self._budget.waiting(entry.account, region):
+                if (batch.operation_id, batch.wave, batch.attempt) != (
+                    request.operation_id,
+                    request.wave,
+                    request.attempt,
+                ):
+                    continue
+                waiting |= {m.context.resource_id for m in batch.members} & ids
+            rest = ids - waiting
+            if not rest:
+                continue
+            workload = self._workloads.get(entry, region)
+            try:
+                jobs = [
+                    j
+                    for j in workload.jobs_since(request.in_flight_since - JOB_LOOKBACK)
+                    if j.tags.get(T.JOB_OPERATION_ID) == request.operation_id
+                    and j.tags.get(T.JOB_WAVE) == str(request.wave)
+                    and j.tags.get(T.JOB_ATTEMPT) == str(request.attempt)
+                ]
+                sids = sorted({s.source_server_id for j in jobs for s in j.servers})
+                instance_of = {
+                    s.source_server_id: s.aws_instance_id
+                    for s in (workload.source_servers_by_id(sids) if sids else [])
+                }
+            except AwsError as error:
+                self._log.warning("Re-check: DRS jobs not readable", extra={"error": str(error)})
+                continue
+            for job in sorted(jobs, key=lambda j: (j.created_at is not None, j.created_at)):
+                for server in job.servers:
+                    rid = instance_of.get(server.source_server_id)
+                    if rid is not None and rid in rest:
+                        found[rid] = job.job_id
+            for job_id in sorted(set(found.values())):
+                self.reconcile_job(job_id, entry.account, region, flush=True)
+        return waiting, found
 
     def _job_over(
         self,

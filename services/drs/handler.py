@@ -16,8 +16,11 @@ from events.schemas import (
     OperationRequested,
     WaveStarted,
 )
-from events.schemas.models import DrillCleanupRequested, RegionalOperationStarted
-from services.drs.lifecycle import OperationEnded
+from events.schemas.models import (
+    DrillCleanupRequested,
+    RegionalOperationStarted,
+    ResourceCheckRequested,
+)
 from services.drs.records import (
     JANITOR_KIND,
     JOB_CHECK_KIND,
@@ -33,6 +36,7 @@ from services.drs.records import (
 
 if TYPE_CHECKING:
     from services.drs.adapters import DrsService
+    from services.drs.lifecycle import OperationEnded
 
 obs = observability("drs")
 router = EventRouter(obs.logger)
@@ -50,6 +54,11 @@ def _service() -> DrsService:
 @router.on(DetailType.WAVE_STARTED)
 def _wave(detail: WaveStarted, envelope: EventEnvelope) -> None:
     _service().recover_part(detail)
+
+
+@router.on(DetailType.RESOURCE_CHECK_REQUESTED)
+def _recheck(detail: ResourceCheckRequested, envelope: EventEnvelope) -> None:
+    _service().domain.recheck(detail)
 
 
 @router.on(NativeDetailType.DRS_LAUNCH_RESULT, DrsLaunchResult)

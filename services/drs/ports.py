@@ -26,6 +26,7 @@ from .records import (
     OperationOptions,
     OperationRecords,
     OpJob,
+    RecordedResult,
     ReprotectRecord,
     TeardownRecord,
 )
@@ -117,6 +118,9 @@ class JobLedger:
     reported: frozenset[str] = frozenset()
     launches: Mapping[str, LaunchContext] = field(default_factory=dict)
     restored: bool = False
+    # The result published for each reported server (a relaunched server has none here: its
+    # result belongs to the job that launched it again).
+    results: Mapping[str, RecordedResult] = field(default_factory=dict)
 
 
 class AwsError(Exception):
@@ -206,7 +210,15 @@ class Checks(Protocol):
 class Ledger(Protocol):
     def load(self, job_id: str) -> JobLedger: ...
     def record_launch(self, job_id: str, launches: Mapping[str, LaunchContext]) -> None: ...
-    def mark_reported(self, job_id: str, source_server_ids: Sequence[str]) -> None: ...
+    def mark_reported(
+        self,
+        job_id: str,
+        source_server_ids: Sequence[str],
+        results: Mapping[str, RecordedResult] | None = None,
+    ) -> None:
+        """Note the servers as reported, with the result published for each (same write)."""
+        ...
+
     def claim_relaunch(self, job_id: str, source_server_ids: Sequence[str]) -> list[str]:
         """Claim the relaunch of failed servers of a job: those this caller got (once each)."""
         ...
@@ -239,6 +251,10 @@ class Operations(Protocol):
     def load(self, operation_id: str) -> OperationRecords: ...
     def save_options(self, options: OperationOptions) -> None: ...
     def record_job(self, operation_id: str, job: OpJob) -> None: ...
+    def record_results(self, operation_id: str, results: Sequence[RecordedResult]) -> None:
+        """Keep failures published before any job (to publish them again on a re-check)."""
+        ...
+
     def mark_ended(self, operation_id: str, state: str, at: datetime) -> bool: ...
     def put_teardown(self, record: TeardownRecord, *, new: bool = False) -> bool: ...
     def put_reprotect(self, record: ReprotectRecord, *, new: bool = False) -> bool: ...

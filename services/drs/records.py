@@ -4,6 +4,8 @@ DRS quota, quota holds, and its own delayed messages. Pure data (pydantic), no A
 Per operation (`pk=DRSOP#<operation id>` in the operations table, see `adapters.DynamoOperations`):
   OPTIONS     what the operator asked (`OperationRequested`: keep, reprotect, allow data loss)
   JOB#<id>    every DRS job the service started for the operation (launch or terminate)
+  RESULT#<wave>#<attempt>#<resource>  a failure published before any job (readiness, launch
+              settings, StartRecovery refused), kept to be published again on a re-check
   ENDED       the operation's terminal state, once the coordinator announced it
   TEARDOWN    bubble-test teardown: state, trigger, terminated recovery instances
   REPROTECT   reverse replication after a failover / failback: per-server progress
@@ -19,12 +21,12 @@ import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from drcore import tags as T
-from events.schemas import OperationType
+from events.schemas import MODEL_BY_DETAIL_TYPE, Detail, OperationType
 from events.schemas.models import ReprotectFailure
 from events.schemas.names import TeardownTrigger
 
@@ -158,6 +160,35 @@ class OpJob(BaseModel):
     hold: str | None = None
     servers: int = 0
     created_at: AwareDatetime
+    # The wave and attempt a launch job belongs to (absent on records written before them).
+    wave: int | None = None
+    attempt: int | None = None
+
+
+class RecordedResult(BaseModel):
+    """A result the service published (`ResourceRecovered` / `ResourceRecoveryFailed`), kept so
+    that a re-check (`ResourceCheckRequested`) publishes the very same result again."""
+
+    model_config = ConfigDict(frozen=True)
+
+    wave: int = Field(ge=1)
+    attempt: int = Field(ge=1)
+    resource_id: str
+    detail_type: str
+    detail: dict[str, Any]
+
+    @classmethod
+    def of(cls, detail: Detail, attempt: int) -> RecordedResult:
+        return cls(
+            wave=getattr(detail, "wave", 1),
+            attempt=attempt,
+            resource_id=getattr(detail, "resource_id", ""),
+            detail_type=detail.DETAIL_TYPE.value,
+            detail=detail.model_dump(mode="json"),
+        )
+
+    def event(self) -> Detail:
+        return MODEL_BY_DETAIL_TYPE[self.detail_type].model_validate(self.detail)
 
 
 class TeardownState(StrEnum):
@@ -238,6 +269,8 @@ class OperationRecords(BaseModel):
     ended_at: datetime | None = None
     teardown: TeardownRecord | None = None
     reprotect: ReprotectRecord | None = None
+    # Failures published before any job (see RESULT# above).
+    results: list[RecordedResult] = Field(default_factory=list)
 
     def launch_jobs(self) -> list[OpJob]:
         return [j for j in self.jobs if j.kind == "launch"]

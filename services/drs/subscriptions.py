@@ -17,6 +17,13 @@ SERVICE = ServiceSpec(
             detail_types=(DetailType.WAVE_STARTED,),
             detail={"strategy": [Strategy.DRS.value]},
         ),
+        # The coordinator's reconciler: resources in flight longer than expected.
+        Subscription(
+            name="resource-checks",
+            sources=(Source.COORDINATOR,),
+            detail_types=(DetailType.RESOURCE_CHECK_REQUESTED,),
+            detail={"strategy": [Strategy.DRS.value]},
+        ),
         Subscription(
             name="launch-results",
             sources=(Source.AWS_DRS,),
@@ -53,7 +60,9 @@ SERVICE = ServiceSpec(
         ),
     ),
     visibility_timeout=30,
-    batching_window_seconds=0.5,
+    # No batching window: a job's last launch result is reported as soon as it arrives (results
+    # are grouped by the service itself, see domain.reconcile_job).
+    batching_window_seconds=0.0,
     self_scheduling=True,
     schedules=(JANITOR,),
 )

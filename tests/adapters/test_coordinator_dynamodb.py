@@ -125,7 +125,7 @@ def seed_wave(repo: DynamoRepository, state: WaveState = WaveState.RECOVERING) -
     repo.create_operation(record_from_request(request(), OperationState.RUNNING, T0))
     repo.put_plan_items(
         OP,
-        [WaveRecord(number=1, state=state, expected=2, updated_at=T0)],
+        [WaveRecord(number=1, state=state, expected=2, remaining=2, updated_at=T0)],
         [resource_record(resource("i-1", 1), 1), resource_record(resource("i-2", 1), 1)],
         overwrite=True,
     )
@@ -257,7 +257,8 @@ def test_given_a_recovering_resource_when_its_result_is_recorded_twice_then_coun
     assert repo.record_result(result("i-1", 1)) == ResultOutcome.APPLIED
     assert repo.record_result(result("i-1", 1)) == ResultOutcome.DUPLICATE
     assert repo.record_result(result("i-1", 1, recovered=False)) == ResultOutcome.DUPLICATE
-    assert repo.record_result(result("i-2", 1, recovered=False)) == ResultOutcome.APPLIED
+    # the wave's last result: it may complete the wave
+    assert repo.record_result(result("i-2", 1, recovered=False)) == ResultOutcome.COMPLETING
     wave = repo.get_wave(OP, 1)
     assert wave is not None
     assert (wave.recovered, wave.failed, wave.failed_resources) == (1, 1, frozenset({"i-2"}))

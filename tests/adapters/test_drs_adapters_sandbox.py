@@ -90,7 +90,11 @@ def wave_part(clients: AwsClients, wave: int, operation_id: str) -> WaveStarted:
         strategy=Strategy.DRS,
         part=1,
         part_count=1,
-        resources=[ResourceRef.model_validate(r.model_dump()) for r in plan.wave(wave).resources],
+        resources=[
+            ResourceRef.model_validate(r.model_dump())
+            for r in plan.wave(wave).resources
+            if r.strategy == Strategy.DRS
+        ],
     )
 
 

@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from drcore.settings import Settings
-from events.schemas import OperationType
+from events.schemas import OperationType, ResourceRecovered, ResourceRecoveryFailed, Strategy
 from events.schemas.names import TeardownTrigger
 from services.drs.adapters import DynamoBudget, DynamoLedger, DynamoOperations, limits_from_quotas
 from services.drs.records import (
@@ -21,6 +21,7 @@ from services.drs.records import (
     LaunchMember,
     OperationOptions,
     OpJob,
+    RecordedResult,
     TeardownRecord,
     TeardownState,
 )
@@ -150,6 +151,77 @@ def test_given_a_drill_job_then_one_worker_claims_its_restoration(
     assert ledger.mark_restored("drsjob-1")
     assert not ledger.mark_restored("drsjob-1")
     assert ledger.load("drsjob-1").restored
+
+
+def _recovered(resource_id: str) -> ResourceRecovered:
+    return ResourceRecovered(
+        operation_id="op-000001",
+        customer="acme",
+        environment="production",
+        operation=OperationType.FAILOVER,
+        occurred_at=T0,
+        resource_id=resource_id,
+        wave=2,
+        strategy=Strategy.DRS,
+        dr_resource_id=f"i-dr-{resource_id}",
+        dr_private_ip="10.2.0.10",
+        dr_region=REGION,
+        started_at=T0,
+        completed_at=T0 + timedelta(seconds=30),
+        details={"twin": f"i-dr-{resource_id}", "ip_last_octet": "preserved"},
+    )
+
+
+def test_given_reported_servers_then_their_results_are_kept_beside_the_reported_set(
+    dynamodb: Any, settings: Settings
+) -> None:
+    ledger = DynamoLedger(dynamodb, settings.operations_table)
+    # Given two reconciliations of one job (the second one also hands a server to a relaunch)
+    ledger.mark_reported("drsjob-1", ["s-1"], {"s-1": RecordedResult.of(_recovered("i-1"), 1)})
+    ledger.mark_reported(
+        "drsjob-1", ["s-2", "s-3"], {"s-2": RecordedResult.of(_recovered("i-2"), 1)}
+    )
+
+    loaded = ledger.load("drsjob-1")
+
+    # Then every server is reported, and each published result reads back as the same event
+    assert loaded.reported == {"s-1", "s-2", "s-3"}
+    assert sorted(loaded.results) == ["s-1", "s-2"]
+    assert loaded.results["s-2"].event() == _recovered("i-2")
+
+
+def test_given_failures_outside_jobs_then_they_are_kept_per_wave_attempt_and_resource(
+    dynamodb: Any, settings: Settings
+) -> None:
+    records = DynamoOperations(dynamodb, settings.operations_table)
+    failures = [
+        ResourceRecoveryFailed(
+            operation_id="op-000001",
+            customer="acme",
+            environment="production",
+            operation=OperationType.FAILOVER,
+            occurred_at=T0,
+            resource_id=f"i-{n}",
+            wave=1,
+            strategy=Strategy.DRS,
+            error_code="NO_SOURCE_SERVER",
+            error=f"srv-{n}: no DRS source server",
+            failed_at=T0,
+        )
+        for n in range(30)  # more than one BatchWriteItem
+    ]
+    records.record_results("op-000001", [RecordedResult.of(f, 1) for f in failures])
+    records.record_results("op-000001", [RecordedResult.of(failures[0], 2)])  # a later attempt
+
+    kept = records.load("op-000001").results
+
+    assert len(kept) == 31
+    assert {(r.attempt, r.resource_id) for r in kept if r.resource_id == "i-0"} == {
+        (1, "i-0"),
+        (2, "i-0"),
+    }
+    by_id = {r.resource_id: r.event() for r in kept if r.attempt == 1}
+    assert by_id == {f.resource_id: f for f in failures}
 
 
 def test_given_service_quotas_then_applied_values_win_over_defaults_matched_by_name() -> None:

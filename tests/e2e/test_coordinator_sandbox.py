@@ -7,7 +7,8 @@
 - a failed server pauses the operation; resume --skip-failed goes on; another one is fixed and
   resume --retry-failed recovers it (attempt 2);
 - abort mid-wave: nothing new starts, in-flight launches finish and are recorded;
-- a lost ResourceRecovered: the reconciler asks the owner to re-check (ResourceCheckRequested);
+- a lost ResourceRecovered: the reconciler asks the owner to re-check (ResourceCheckRequested),
+  drs publishes the result it kept again, the wave completes and the next one runs;
 - a regional outage: every customer of the region failed over, one real operation each, started
   together (3 customers through put-events with customer `*`; 20 through `drctl failover
   --all-customers`, marked slow: about a minute here, mostly discovery and DRS throughput).
@@ -30,11 +31,11 @@ import pytest
 from drcore.state import read_operation
 from events.schemas import DetailType, Source
 from sandbox.daemon import Sandbox
-from sandbox.emulators.ssm_automation import seed_hooks
 from sandbox.estate import Estate, parse_estate
+from sandbox.runtime import RuntimeFaults
 from sandbox.seed import seed_estate
 from services.coordinator.adapters import approval_topic_arn
-from services.coordinator.hooks import RECONCILE_KIND
+from services.coordinator.hooks import RECONCILE_KIND, HookConfig, hook_parameter_name
 from services.coordinator.views import read_details
 
 from .test_failover_sandbox import admin, drctl
@@ -106,7 +107,7 @@ customers:
     )
 }
 {_customer("tyrell", "310000000005", "staging", "        generate: {servers: 6, waves: 2}")}
-{_customer("cyberdyne", "310000000006", "staging", "        generate: {servers: 1, waves: 1}")}
+{_customer("cyberdyne", "310000000006", "staging", "        generate: {servers: 2, waves: 2}")}
 """ + _regional(REGIONAL_FAST, "eu-west-1", 320000000000)
 REGIONAL_ESTATE = f"""
 regions: {{ap-southeast-1: ap-southeast-2}}
@@ -118,10 +119,10 @@ customers:
 
 def _seed(sandbox: Sandbox, text: str, name: str) -> Estate:
     parsed = parse_estate(text, name)
+    # Seeding creates the estate's hooks too (documents, emulated outcomes, configuration).
     summary = seed_estate(
         parsed, sandbox.url, orchestration_region=sandbox.settings.orchestration_region
     )
-    seed_hooks(parsed, sandbox.url, sandbox.settings.orchestration_region)
     sandbox.connect(summary.customers)
     admin(sandbox, "/_sandbox/config", {"drs_launch_seconds": FAST})
     return parsed
@@ -221,6 +222,30 @@ def wave_gaps(view: Any) -> list[float]:
 
 
 # --- scenarios ---------------------------------------------------------------------------------
+
+
+def test_seeding_an_estate_creates_its_hooks(sandbox: Sandbox, estate: Estate) -> None:
+    # Given the module's estate, seeded with seed_estate alone (what drctl sandbox seed/up runs)
+    ssm = _aws(sandbox, "ssm")
+
+    # Then vandelay/staging has its hook configuration, naming documents of its own account
+    value = ssm.get_parameter(Name=hook_parameter_name("vandelay", "staging"))["Parameter"]
+    config = HookConfig.model_validate_json(value["Value"])
+    assert config.pre_wave is not None and config.post_wave is not None
+    assert (config.pre_wave.document_name, config.pre_wave.waves) == (
+        "vandelay-staging-pre-wave",
+        [1],
+    )
+    assert (config.post_wave.document_name, config.post_wave.waves) == (
+        "vandelay-staging-post-wave",
+        [2],
+    )
+    workload = _workload(sandbox, "vandelay", "310000000002", "ssm", "us-east-2")
+    document = workload.describe_document(Name="vandelay-staging-pre-wave")["Document"]
+    assert document["DocumentType"] == "Automation"
+    # and an environment without hooks has none
+    with pytest.raises(ssm.exceptions.ParameterNotFound):
+        ssm.get_parameter(Name=hook_parameter_name("initrode", "production"))
 
 
 def test_approval_required_refuses_bad_tokens_approves_rejects_and_shows_who(
@@ -459,8 +484,7 @@ def test_abort_mid_wave_starts_nothing_new_and_records_what_was_in_flight(
 def test_a_lost_resource_result_is_recovered_by_the_reconciler(
     sandbox: Sandbox, estate: Estate, fast: None
 ) -> None:
-    events, sqs = _aws(sandbox, "events"), _aws(sandbox, "sqs")
-    bus = sandbox.settings.bus_name
+    sqs = _aws(sandbox, "sqs")
     watcher, url = probe(
         sandbox,
         "e2e-reconciler-probe",
@@ -473,48 +497,65 @@ def test_a_lost_resource_result_is_recovered_by_the_reconciler(
             "detail": {"customer": ["cyberdyne"]},
         },
     )
-    # Given the coordinator's result rule has no target for a while: every ResourceRecovered is
-    # lost to it (moto delivers to disabled rules, so the target itself is taken away)
-    rule, target = "dr-coordinator-resource-results", "dr-coordinator"
-    events.remove_targets(Rule=rule, EventBusName=bus, Ids=[target])
+    # Given the first ResourceRecovered of cyberdyne's wave 1 never reaches the coordinator
+    lost: list[dict[str, Any]] = []
+
+    def drop(service: str, body: dict[str, Any]) -> bool:
+        detail = body.get("detail") or {}
+        if (
+            not lost
+            and service == "coordinator"
+            and body.get("detail-type") == DetailType.RESOURCE_RECOVERED.value
+            and detail.get("customer") == "cyberdyne"
+        ):
+            lost.append(body)
+            return True
+        return False
+
+    sandbox.runtime.inject(RuntimeFaults(drop=drop))
     try:
         op = start(sandbox, "cyberdyne", "staging")
-        lost = receive(watcher, url, lambda b: b["detail-type"] == "ResourceRecovered")
-        view = read_operation(_table(sandbox), op)
-        assert view is not None and view.state == "RUNNING"
-        assert [r.state for r in view.resources] == ["RECOVERING"]
-
-        # When the reconciler runs (forced: the resource's RTO target is minutes away)
-        sqs.send_message(
-            QueueUrl=sandbox.deployed.queue_urls["coordinator"],
-            MessageBody=json.dumps({"kind": RECONCILE_KIND, "operation_id": op, "force": True}),
-        )
-
-        # Then it asks the owning service to re-check the stuck resource
-        check = receive(watcher, url, lambda b: b["detail-type"] == "ResourceCheckRequested")
+        wait_for("a result lost", lambda: lost)
     finally:
-        events.put_targets(
-            Rule=rule,
-            EventBusName=bus,
-            Targets=[{"Id": target, "Arn": sandbox.deployed.queue_arns["coordinator"]}],
-        )
-    assert check["detail"]["operation_id"] == op and check["detail"]["strategy"] == "drs"
-    assert [r["resource_id"] for r in check["detail"]["resources"]] == [
-        lost["detail"]["resource_id"]
-    ]
-    # and once the owner publishes the result again (here: the result it had published), the
-    # operation completes
-    events.put_events(
-        Entries=[
-            {
-                "Source": lost["source"],
-                "DetailType": lost["detail-type"],
-                "EventBusName": bus,
-                "Detail": json.dumps(lost["detail"]),
-            }
-        ]
+        sandbox.runtime.inject(RuntimeFaults())
+    # Then wave 1 stalls on its missing result: nothing further starts
+    time.sleep(1.0)
+    view = read_operation(_table(sandbox), op)
+    assert view is not None and view.state == "RUNNING"
+    assert [w.state for w in view.waves] == ["RECOVERING", "PENDING"]
+    assert [r.state for r in view.resources if r.wave == view.waves[0].number] == ["RECOVERING"]
+
+    # When the reconciler runs (forced: the resource's RTO target is minutes away)
+    sqs.send_message(
+        QueueUrl=sandbox.deployed.queue_urls["coordinator"],
+        MessageBody=json.dumps({"kind": RECONCILE_KIND, "operation_id": op, "force": True}),
     )
-    assert wait_state(sandbox, op, "COMPLETED").state == "COMPLETED"
+
+    # Then it asks drs to re-check the stuck resource, drs publishes the result it kept (the
+    # same content), the wave completes and the next one runs to the end
+    check = receive(watcher, url, lambda b: b["detail-type"] == "ResourceCheckRequested")
+    assert check["detail"]["operation_id"] == op and check["detail"]["strategy"] == "drs"
+    resource_id = lost[0]["detail"]["resource_id"]
+    assert [r["resource_id"] for r in check["detail"]["resources"]] == [resource_id]
+    again = receive(
+        watcher,
+        url,
+        lambda b: (
+            b["detail-type"] == "ResourceRecovered" and b["detail"]["resource_id"] == resource_id
+        ),
+    )
+    assert again["detail"] == lost[0]["detail"]
+    done = wait_state(sandbox, op, "COMPLETED", "FAILED", "PAUSED")
+    assert done.state == "COMPLETED"
+    assert [(w.state, w.recovered) for w in done.waves] == [("COMPLETED", 1), ("COMPLETED", 1)]
+    assert sandbox.runtime.stats["coordinator"].dropped_records == 1
+    # and drs launched each server once
+    launches = [
+        p
+        for p in sandbox.endpoint.app.drs.launch_plans()
+        if p.get("tags", {}).get("dr:operation-id") == op
+    ]
+    assert len(launches) == 2
 
 
 def assert_regional(sandbox: Sandbox, parent: dict[str, Any], customers: set[str]) -> None:

@@ -105,6 +105,7 @@ class FakeRepository:
         self.plans: dict[str, Plan] = {}
         self.hook_refs: dict[str, HookRef] = {}
         self.active: dict[str, datetime] = {}
+        self.result_batches: list[int] = []
 
     def get_operation(self, operation_id: str) -> OperationRecord | None:
         return self.operations.get(operation_id)
@@ -252,6 +253,10 @@ class FakeRepository:
                     current, state=ResourceState.RECOVERING, started_at=started_at
                 )
 
+    def record_results(self, results: Sequence[ResourceResult]) -> list[ResultOutcome]:
+        self.result_batches.append(len(results))
+        return [self.record_result(r) for r in results]
+
     def record_result(self, result: ResourceResult) -> ResultOutcome:
         resource = self.resources.get(result.operation_id, {}).get(result.resource_id)
         wave = self.get_wave(result.operation_id, result.wave)
@@ -279,16 +284,20 @@ class FakeRepository:
             error=result.error,
             error_code=result.error_code,
         )
+        remaining = None if wave.remaining is None else wave.remaining - 1
         if result.recovered:
-            counted = replace(wave, recovered=wave.recovered + 1)
+            counted = replace(wave, recovered=wave.recovered + 1, remaining=remaining)
         else:
             counted = replace(
                 wave,
                 failed=wave.failed + 1,
                 failed_resources=wave.failed_resources | {result.resource_id},
+                remaining=remaining,
             )
         self.waves[result.operation_id][result.wave] = counted
-        return ResultOutcome.APPLIED
+        if counted.remaining is not None and counted.remaining > 0:
+            return ResultOutcome.APPLIED
+        return ResultOutcome.COMPLETING
 
 
 class FakePublisher:

@@ -49,6 +49,7 @@ from services.drs.records import (
     OperationOptions,
     OperationRecords,
     OpJob,
+    RecordedResult,
     ReprotectRecord,
     TeardownRecord,
 )
@@ -469,19 +470,29 @@ class FakeLedger:
         self.launches: dict[str, dict[str, LaunchContext]] = {}
         self.restored: set[str] = set()
         self.relaunched: set[tuple[str, str]] = set()
+        self.results: dict[str, dict[str, RecordedResult]] = {}
+        self.loads = 0
 
     def load(self, job_id: str) -> JobLedger:
+        self.loads += 1
         return JobLedger(
             reported=frozenset(self.reported.get(job_id, set())),
             launches=dict(self.launches.get(job_id, {})),
             restored=job_id in self.restored,
+            results=dict(self.results.get(job_id, {})),
         )
 
     def record_launch(self, job_id: str, launches: Mapping[str, LaunchContext]) -> None:
         self.launches[job_id] = dict(launches)
 
-    def mark_reported(self, job_id: str, source_server_ids: Sequence[str]) -> None:
+    def mark_reported(
+        self,
+        job_id: str,
+        source_server_ids: Sequence[str],
+        results: Mapping[str, RecordedResult] | None = None,
+    ) -> None:
         self.reported.setdefault(job_id, set()).update(source_server_ids)
+        self.results.setdefault(job_id, {}).update(results or {})
 
     def claim_relaunch(self, job_id: str, source_server_ids: Sequence[str]) -> list[str]:
         claimed = [s for s in source_server_ids if (job_id, s) not in self.relaunched]
@@ -575,7 +586,13 @@ class FakeOperations:
             ended=data.get("ended"),
             teardown=data.get("teardown"),
             reprotect=data.get("reprotect"),
+            results=list(data.get("results", {}).values()),
         )
+
+    def record_results(self, operation_id: str, results: Sequence[RecordedResult]) -> None:
+        kept = self._of(operation_id).setdefault("results", {})
+        for result in results:
+            kept[(result.wave, result.attempt, result.resource_id)] = result
 
     def save_options(self, options: OperationOptions) -> None:
         self._of(options.operation_id).setdefault("options", options)
