@@ -175,6 +175,10 @@ class ResourceRef(BaseModel):
     priority: Priority = Priority.MEDIUM
     rto_target_minutes: int = Field(ge=1)
     rpo_target_minutes: int = Field(ge=1)
+    # The resource's type as Resource Explorer names it (`ec2:instance`, `eks:cluster`,
+    # `elasticfilesystem:file-system`, `fsx:file-system`, `elasticache:replicationgroup`,
+    # `elasticloadbalancing:loadbalancer` for every load balancer: the ARN tells ALB from NLB).
+    resource_type: str = Field(default="ec2:instance", pattern=r"^[a-z0-9-]+:[a-z0-9-]+$")
 
 
 class WaveStarted(Detail):
@@ -595,3 +599,32 @@ DRS_DETAILS: tuple[type[Detail], ...] = (
 )
 CATALOG = (*CATALOG, *DRS_DETAILS)
 MODEL_BY_DETAIL_TYPE.update({m.DETAIL_TYPE.value: m for m in DRS_DETAILS})
+
+
+# --- managed: records that follow servers recovered by other services (choreography) ----------
+
+
+class DnsRecordUpdated(Detail):
+    """A DNS record that belongs to a server recovered by drs now points at the server's new
+    address (its `ResourceRecovered` arrived and the server's `dr:managed:dns-record` tag asked
+    for it). Not a resource result: the coordinator does not count it."""
+
+    DETAIL_TYPE = DetailType.DNS_RECORD_UPDATED
+    SOURCES = (Source.MANAGED,)
+
+    resource_id: str = Field(description="the server the record belongs to")
+    dr_resource_id: str = Field(description="the instance the record now points at")
+    hosted_zone_id: str
+    record_name: str
+    record_type: str = "A"
+    previous_values: list[str] = Field(default_factory=list)
+    values: list[str] = Field(min_length=1)
+    changed: bool = Field(description="False: the record already held these values")
+    change_id: str | None = None
+    change_status: str | None = None
+    updated_at: AwareDatetime
+
+
+MANAGED_DETAILS: tuple[type[Detail], ...] = (DnsRecordUpdated,)
+CATALOG = (*CATALOG, *MANAGED_DETAILS)
+MODEL_BY_DETAIL_TYPE.update({m.DETAIL_TYPE.value: m for m in MANAGED_DETAILS})

@@ -51,6 +51,8 @@ class DetailType(StrEnum):
     DRILL_RESOURCES_KEPT = "DrillResourcesKept"
     REPROTECT_STARTED = "ReprotectStarted"
     REPROTECT_COMPLETED = "ReprotectCompleted"
+    # managed: a DNS record that follows a server recovered by drs (choreography).
+    DNS_RECORD_UPDATED = "DnsRecordUpdated"
 
 
 class NativeDetailType(StrEnum):

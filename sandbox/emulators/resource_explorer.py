@@ -1,9 +1,27 @@
 """AWS Resource Explorer (`resource-explorer-2`) emulator over a live index of moto's resources.
 
+This is an emulation of the service, not the service: it answers the API as botocore's model
+describes it (requests and responses are validated against it) over what the sandbox holds.
+
 Indexes, views and default views are kept per account (views and indexes are regional). `Search`
-reads the caller account's EC2 instances straight from moto (`ec2_backends`): in every region that
-has an index when the index of the caller's region is an AGGREGATOR, else only in that region
-(replication to the aggregator is immediate here); terminated instances are not indexed.
+reads the caller account's resources straight from moto's backends: in every region that has an
+index when the index of the caller's region is an AGGREGATOR, else only in that region
+(replication to the aggregator is immediate here). Indexed resource types, with Resource
+Explorer's type names:
+
+- `ec2:instance` (not terminated);
+- `eks:cluster`;
+- `elasticfilesystem:file-system` (not deleted);
+- `fsx:file-system`;
+- `elasticache:replicationgroup` (not deleted);
+- `elasticloadbalancing:loadbalancer/app` and `/net` (ELBv2, by the load balancer's type; moto
+  gives NLBs an `…:loadbalancer/app/…` ARN, which is kept as it is), and
+  `elasticloadbalancing:loadbalancer` (classic).
+
+Other emulators can index what moto does not hold: `register_collector(fn)` adds a collector,
+a callable `(account, regions or None) -> list[IndexedResource]` that every Search consults
+(in-process; `unregister_collector(fn)` removes it).
+
 Semantics kept from the service:
 
 - Search always uses a view: `ViewArn`, else the region's default view; neither ->
@@ -48,6 +66,16 @@ from .validation import RestJsonEmulator, ServiceError, operation
 
 MAX_RESULTS_TOTAL = 1000
 PAGE_SIZE_DEFAULT = 1000
+INDEXED_TYPES = (
+    "ec2:instance",
+    "eks:cluster",
+    "elasticache:replicationgroup",
+    "elasticfilesystem:file-system",
+    "elasticloadbalancing:loadbalancer",
+    "elasticloadbalancing:loadbalancer/app",
+    "elasticloadbalancing:loadbalancer/net",
+    "fsx:file-system",
+)
 
 
 @dataclass(frozen=True)
@@ -108,6 +136,188 @@ def ec2_instances(account: str, regions: list[str] | None) -> list[IndexedResour
             )
     out.sort(key=lambda r: (r.region, r.arn))
     return out
+
+
+def _utc(value: Any) -> dt.datetime:
+    """A creation time as moto stores it (datetime, ISO string or epoch seconds), in UTC."""
+    if isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return _now()
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return _now()
+
+
+def _tag_dict(tags: Any) -> dict[str, str]:
+    if isinstance(tags, dict):
+        return {str(k): str(v) for k, v in tags.items()}
+    return {str(t["Key"]): str(t.get("Value", "")) for t in tags or []}
+
+
+def _regional(backends: Any, account: str, regions: list[str] | None) -> list[tuple[str, Any]]:
+    if account not in backends:
+        return []
+    return [
+        (region, backend)
+        for region, backend in list(backends[account].items())
+        if regions is None or region in regions
+    ]
+
+
+def _resource(
+    arn: str, region: str, account: str, resource_type: str, resource_id: str, tags: Any, at: Any
+) -> IndexedResource:
+    return IndexedResource(
+        arn=arn,
+        account=account,
+        region=region,
+        resource_type=resource_type,
+        service=resource_type.split(":", 1)[0],
+        resource_id=resource_id,
+        tags=_tag_dict(tags),
+        last_reported_at=_utc(at),
+    )
+
+
+def eks_clusters(account: str, regions: list[str] | None) -> list[IndexedResource]:
+    from moto.eks.models import eks_backends
+
+    return [
+        _resource(c.arn, region, account, "eks:cluster", c.name, c.tags, c.created_at)
+        for region, backend in _regional(eks_backends, account, regions)
+        for c in list(backend.clusters.values())
+        if c.status != "DELETING"
+    ]
+
+
+def efs_file_systems(account: str, regions: list[str] | None) -> list[IndexedResource]:
+    from moto.efs.models import efs_backends
+
+    return [
+        _resource(
+            fs.file_system_arn,
+            region,
+            account,
+            "elasticfilesystem:file-system",
+            fs.file_system_id,
+            backend.list_tags_for_resource(fs.file_system_id),
+            fs.creation_time,
+        )
+        for region, backend in _regional(efs_backends, account, regions)
+        for fs in list(backend.file_systems_by_id.values())
+        if fs.life_cycle_state not in ("deleting", "deleted")
+    ]
+
+
+def fsx_file_systems(account: str, regions: list[str] | None) -> list[IndexedResource]:
+    from moto.fsx.models import fsx_backends
+
+    return [
+        _resource(
+            fs.resource_arn,
+            region,
+            account,
+            "fsx:file-system",
+            fs.file_system_id,
+            backend.list_tags_for_resource(fs.resource_arn),
+            None,
+        )
+        for region, backend in _regional(fsx_backends, account, regions)
+        for fs in list(backend.file_systems.values())
+    ]
+
+
+def elasticache_replication_groups(
+    account: str, regions: list[str] | None
+) -> list[IndexedResource]:
+    from moto.elasticache.models import elasticache_backends
+
+    return [
+        _resource(
+            group.arn,
+            region,
+            account,
+            "elasticache:replicationgroup",
+            group.replication_group_id,
+            backend.tagging_service.get_tag_dict_for_resource(group.arn) or group.tags,
+            group.replication_group_create_time,
+        )
+        for region, backend in _regional(elasticache_backends, account, regions)
+        for group in list(backend.replication_groups.values())
+        if group.status not in ("deleting", "deleted")
+    ]
+
+
+_ELBV2_SUBTYPES = {"application": "app", "network": "net", "gateway": "gwy"}
+
+
+def load_balancers(account: str, regions: list[str] | None) -> list[IndexedResource]:
+    from moto.elb.models import elb_backends
+    from moto.elbv2.models import elbv2_backends
+
+    out = [
+        _resource(
+            lb.arn,
+            region,
+            account,
+            f"elasticloadbalancing:loadbalancer/{_ELBV2_SUBTYPES.get(lb.type, 'app')}",
+            lb.name,
+            backend.tagging_service.get_tag_dict_for_resource(lb.arn),
+            lb.created_time,
+        )
+        for region, backend in _regional(elbv2_backends, account, regions)
+        for lb in list(backend.load_balancers.values())
+    ]
+    out += [
+        _resource(
+            f"arn:aws:elasticloadbalancing:{region}:{account}:loadbalancer/{lb.name}",
+            region,
+            account,
+            "elasticloadbalancing:loadbalancer",
+            lb.name,
+            lb.tags,
+            getattr(lb, "created_time", None),
+        )
+        for region, backend in _regional(elb_backends, account, regions)
+        for lb in list(backend.load_balancers.values())
+    ]
+    return out
+
+
+Collector = Callable[[str, list[str] | None], list[IndexedResource]]
+DEFAULT_COLLECTORS: tuple[Collector, ...] = (
+    ec2_instances,
+    eks_clusters,
+    efs_file_systems,
+    fsx_file_systems,
+    elasticache_replication_groups,
+    load_balancers,
+)
+# Collectors other emulators registered (resources moto does not hold).
+_registered: list[Collector] = []
+_registry_lock = threading.Lock()
+
+
+def register_collector(collector: Collector) -> None:
+    """Index what `collector(account, regions)` returns in every Search (idempotent)."""
+    with _registry_lock:
+        if collector not in _registered:
+            _registered.append(collector)
+
+
+def unregister_collector(collector: Collector) -> None:
+    with _registry_lock:
+        if collector in _registered:
+            _registered.remove(collector)
+
+
+def registered_collectors() -> list[Collector]:
+    with _registry_lock:
+        return list(_registered)
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,12 +451,12 @@ class ResourceExplorerEmulator(RestJsonEmulator):
     def __init__(
         self,
         knobs: Knobs,
-        collectors: list[Callable[[str, list[str] | None], list[IndexedResource]]] | None = None,
+        collectors: list[Collector] | None = None,
     ) -> None:
         super().__init__(knobs)
         self._lock = threading.RLock()
         self._accounts: dict[str, _Account] = {}
-        self._collectors = collectors or [ec2_instances]
+        self._collectors = list(collectors or DEFAULT_COLLECTORS)
 
     def reset(self) -> None:
         with self._lock:
@@ -460,7 +670,11 @@ class ResourceExplorerEmulator(RestJsonEmulator):
     def list_supported_resource_types(
         self, caller: Caller, params: dict[str, Any]
     ) -> dict[str, Any]:
-        return {"ResourceTypes": [{"Service": "ec2", "ResourceType": "ec2:instance"}]}
+        return {
+            "ResourceTypes": [
+                {"Service": kind.split(":", 1)[0], "ResourceType": kind} for kind in INDEXED_TYPES
+            ]
+        }
 
     # -- search
 
@@ -496,7 +710,7 @@ class ResourceExplorerEmulator(RestJsonEmulator):
             ) from None
         matches: list[IndexedResource] = []
         complete = True
-        for collect in self._collectors:
+        for collect in [*self._collectors, *registered_collectors()]:
             for resource in collect(caller.account, regions):
                 if view_filter(resource) and wanted(resource):
                     if len(matches) == MAX_RESULTS_TOTAL:

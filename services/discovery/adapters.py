@@ -2,7 +2,7 @@
 
 - `SsmRegistry`: the customer registry in SSM Parameter Store (orchestration account).
 - `ResourceExplorerSearch`: `Search` on the aggregator index in the customer's DR region.
-- `TaggingApiInventory`: `GetResources` in each primary region (fallback).
+- `TaggingApiInventory`: `GetResources` in each primary region (fallback), every supported type.
 - `Ec2Facts`: `DescribeInstances` in a primary region (private IP and state).
 - `Ec2Inventory`, `DrsSourceServers`: what the inventory cache and the readiness report need
   (instances with platform and boot mode; DRS source servers with replication facts).
@@ -28,6 +28,7 @@ from drcore.tags import tag_list_to_dict
 
 from .domain import (
     SEARCH_LIMIT,
+    SUPPORTED_TYPES,
     DiscoveredResource,
     InstanceFacts,
     InventoryUnavailable,
@@ -174,7 +175,7 @@ class ResourceExplorerSearch:
     @staticmethod
     def _resource(item: Mapping[str, Any]) -> DiscoveredResource:
         arn = item["Arn"]
-        region, account, resource_id = parse_arn(arn)
+        parts = parse_arn(arn)
         tags = _tags_property(item.get("Properties") or [])
         if tags is None:
             # Without the tags property every resource would fail validation: unusable view.
@@ -183,10 +184,13 @@ class ResourceExplorerSearch:
             )
         return DiscoveredResource(
             arn=arn,
-            resource_id=resource_id,
-            account=item.get("OwningAccountId") or account,
-            region=item.get("Region") or region,
+            resource_id=parts.resource_id,
+            account=item.get("OwningAccountId") or parts.account,
+            region=item.get("Region") or parts.region,
             tags=tags,
+            # From the ARN: Resource Explorer's own `ResourceType` names ALB and NLB apart
+            # (`elasticloadbalancing:loadbalancer/app|net`), the plan does not.
+            resource_type=parts.resource_type,
         )
 
 
@@ -201,7 +205,9 @@ def _tags_property(properties: Sequence[Mapping[str, Any]]) -> dict[str, str] | 
 
 
 class TaggingApiInventory:
-    """`GetResources` for the scope's EC2 instances in each primary region."""
+    """`GetResources` for the scope's resources of every supported type in each primary region
+    (`ResourceTypeFilters` `service:type`; `elasticloadbalancing:loadbalancer` covers classic
+    load balancers, ALBs and NLBs)."""
 
     def __init__(self, clients_by_region: Mapping[str, Any]) -> None:
         self._clients = clients_by_region
@@ -225,20 +231,21 @@ class TaggingApiInventory:
                 {"Key": T.CUSTOMER, "Values": [customer]},
                 {"Key": T.ENVIRONMENT, "Values": [environment]},
             ],
-            ResourceTypeFilters=["ec2:instance"],
+            ResourceTypeFilters=list(SUPPORTED_TYPES),
             ResourcesPerPage=100,
         )
         for page in pages:
             for mapping in page.get("ResourceTagMappingList", []):
                 arn = mapping["ResourceARN"]
-                region, account, resource_id = parse_arn(arn)
+                parts = parse_arn(arn)
                 found.append(
                     DiscoveredResource(
                         arn=arn,
-                        resource_id=resource_id,
-                        account=account,
-                        region=region,
+                        resource_id=parts.resource_id,
+                        account=parts.account,
+                        region=parts.region,
                         tags=tag_list_to_dict(mapping.get("Tags")),
+                        resource_type=parts.resource_type,
                     )
                 )
         return found

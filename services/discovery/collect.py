@@ -4,7 +4,7 @@ Per customer, in its account (AssumeRole with the registry's role and external i
 
 1. DRS `DescribeSourceServers` in each DR region (every page): what is replicated.
 2. For each environment, the discovery chain (Resource Explorer, else the tagging API): the
-   DR-tagged resources, scoped by `Customer` and `Environment`.
+   DR-tagged resources of every supported type, scoped by `Customer` and `Environment`.
 3. EC2 `DescribeInstances` in each primary region for the discovered instances and the instances
    of the source servers (200 ids per call): IP, state, platform, boot mode, tags.
 4. EC2 `DescribeInstances` in each DR region, `tag:Customer=<customer>`: the twin candidates
@@ -38,6 +38,7 @@ from .adapters import (
     is_unavailable,
 )
 from .domain import (
+    EC2_INSTANCE,
     DiscoveredResource,
     DiscoveryUnavailable,
     InventoryUnavailable,
@@ -129,7 +130,7 @@ class InventoryCollector:
                 r.resource_id
                 for found, _, _ in discovered.values()
                 for r in found
-                if r.region == region
+                if r.region == region and r.resource_type == EC2_INSTANCE
             }
             ids |= {
                 s.instance_id

@@ -15,7 +15,7 @@ from datetime import datetime
 from drcore import tags as T
 from drcore.plan import Plan, PlannedResource, PlanWarning, PlanWave
 from drcore.registry import CustomerEntry
-from events.schemas import OperationType, PlanSource, Priority
+from events.schemas import OperationType, PlanSource, Priority, Strategy
 
 # Resource Explorer: never more than 1,000 matches per query; query strings up to 1,280 chars.
 SEARCH_LIMIT = 1000
@@ -24,6 +24,35 @@ MAX_QUERY_CHARS = 1280
 _QUERY_SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
 _PRIORITY_RANK = {p: i for i, p in enumerate(Priority)}
 _GONE_STATES = frozenset({"terminated", "shutting-down"})
+# Resource types as Resource Explorer names them. Every load balancer (classic, and Resource
+# Explorer's `elasticloadbalancing:loadbalancer/app` and `/net`) is planned as
+# `elasticloadbalancing:loadbalancer`: its ARN tells an ALB from an NLB.
+EC2_INSTANCE = "ec2:instance"
+EKS_CLUSTER = "eks:cluster"
+EFS_FILE_SYSTEM = "elasticfilesystem:file-system"
+FSX_FILE_SYSTEM = "fsx:file-system"
+CACHE_REPLICATION_GROUP = "elasticache:replicationgroup"
+LOAD_BALANCER = "elasticloadbalancing:loadbalancer"
+SUPPORTED_TYPES = (
+    EC2_INSTANCE,
+    EKS_CLUSTER,
+    EFS_FILE_SYSTEM,
+    FSX_FILE_SYSTEM,
+    CACHE_REPLICATION_GROUP,
+    LOAD_BALANCER,
+)
+# The resource types each strategy recovers (a SQL Server AG is planned as the EC2 instance of
+# its primary replica).
+STRATEGY_TYPES: Mapping[Strategy, frozenset[str]] = {
+    Strategy.DRS: frozenset({EC2_INSTANCE}),
+    Strategy.SQL_AG: frozenset({EC2_INSTANCE}),
+    Strategy.EKS_DNS: frozenset({EKS_CLUSTER}),
+    Strategy.MANAGED_SERVICE: frozenset(
+        {EFS_FILE_SYSTEM, FSX_FILE_SYSTEM, CACHE_REPLICATION_GROUP, LOAD_BALANCER}
+    ),
+}
+# The `resourcetype:` filter of each type (a trailing `*` matches the ALB and NLB subtypes).
+TYPE_FILTERS = {t: t for t in SUPPORTED_TYPES} | {LOAD_BALANCER: f"{LOAD_BALANCER}*"}
 # Warning codes (besides the tag problems of `drcore.tags.parse_dr_tags`).
 SCOPE_MISMATCH = "SCOPE_MISMATCH"
 STRATEGY_NOT_AVAILABLE = "STRATEGY_NOT_AVAILABLE"
@@ -31,6 +60,9 @@ REGION_NOT_MAPPED = "REGION_NOT_MAPPED"
 INSTANCE_TERMINATED = "INSTANCE_TERMINATED"
 MISSING_NAME = "MISSING_NAME"
 WAVE_NOT_FOUND = "WAVE_NOT_FOUND"
+RESOURCE_ID_CONFLICT = "RESOURCE_ID_CONFLICT"
+# A tag problem (the same code as `drcore.tags.parse_dr_tags` reports).
+INVALID_TAG = "INVALID_TAG"
 RESOURCE_EXPLORER_UNAVAILABLE = "RESOURCE_EXPLORER_UNAVAILABLE"
 ENRICHMENT_SKIPPED = "ENRICHMENT_SKIPPED"
 # The resource id of warnings that concern the whole plan rather than one resource.
@@ -80,6 +112,7 @@ class DiscoveredResource:
     tags: Mapping[str, str] = field(default_factory=dict)
     private_ip: str | None = None
     state: str | None = None
+    resource_type: str = EC2_INSTANCE
 
 
 @dataclass(frozen=True)
@@ -97,13 +130,37 @@ class InstanceFacts:
 Search = Callable[[str], SearchResult]
 
 
-def parse_arn(arn: str) -> tuple[str, str, str]:
-    """`arn:aws:ec2:<region>:<account>:instance/i-…` → (region, account, resource id)."""
+@dataclass(frozen=True)
+class ArnParts:
+    region: str
+    account: str
+    resource_type: str
+    resource_id: str
+
+
+def parse_arn(arn: str) -> ArnParts:
+    """Region, account, resource type and natural id of a resource ARN.
+
+    `arn:aws:ec2:<r>:<a>:instance/i-…` → `ec2:instance`, the instance id;
+    `…:eks:…:cluster/<name>` → the cluster name; `…:elasticfilesystem:…:file-system/fs-…` and
+    `…:fsx:…:file-system/fs-…` → the file system id; `…:elasticache:…:replicationgroup:<id>` →
+    the replication group id; `…:elasticloadbalancing:…:loadbalancer/app|net/<name>/<hash>` (and
+    the classic `loadbalancer/<name>`) → `elasticloadbalancing:loadbalancer`, the name.
+    Any other ARN: `<service>:<first part of the resource>`, the last part of the resource.
+    """
     parts = arn.split(":", 5)
-    if len(parts) != 6:
+    if len(parts) != 6 or parts[0] != "arn" or not parts[2] or not parts[5]:
         raise ValueError(f"not an ARN: {arn!r}")
-    resource = parts[5]
-    return parts[3], parts[4], resource.rsplit("/", 1)[-1]
+    service, region, account, resource = parts[2], parts[3], parts[4], parts[5]
+    kind, _, rest = resource.partition("/") if "/" in resource else resource.partition(":")
+    resource_type = f"{service}:{kind}" if rest else service
+    if resource_type == LOAD_BALANCER:
+        pieces = rest.split("/")
+        # app|net|gwy/<name>/<hash>, or a classic load balancer's <name>.
+        resource_id = pieces[1] if len(pieces) == 3 else pieces[-1]
+    else:
+        resource_id = rest.replace(":", "/").rsplit("/", 1)[-1] if rest else resource
+    return ArnParts(region, account, resource_type, resource_id)
 
 
 # --- scope ----------------------------------------------------------------------------------------
@@ -132,30 +189,44 @@ def resolve_scope(
 # --- Resource Explorer queries --------------------------------------------------------------------
 
 
-def scope_query(customer: str, environment: str) -> str:
-    return (
-        f"tag:{T.ENABLED}=true tag:{T.CUSTOMER}={customer} tag:{T.ENVIRONMENT}={environment} "
-        "resourcetype:ec2:instance"
-    )
+def scope_query(customer: str, environment: str, resource_type: str | None = None) -> str:
+    """The scope's DR-enabled resources (of every type, or of one supported type)."""
+    query = f"tag:{T.ENABLED}=true tag:{T.CUSTOMER}={customer} tag:{T.ENVIRONMENT}={environment}"
+    if resource_type is None:
+        return query
+    return f"{query} resourcetype:{TYPE_FILTERS[resource_type]}"
+
+
+def supported(resources: Iterable[DiscoveredResource]) -> list[DiscoveredResource]:
+    """The resources of a type some strategy recovers (others, such as volumes that inherit
+    their instance's tags, are not part of a plan)."""
+    return [r for r in resources if r.resource_type in SUPPORTED_TYPES]
 
 
 def search_scope(
     search: Search, customer: str, environment: str, regions: Iterable[str]
 ) -> list[DiscoveredResource]:
-    """Every resource matching the scope query, narrowing the query while results are capped."""
-    base = scope_query(customer, environment)
-    first = search(base)
+    """Every resource of a supported type matching the scope query, narrowing the query while
+    results are capped."""
+    first = search(scope_query(customer, environment))
     if first.complete:
-        return _unique(first.resources)
+        return supported(_unique(first.resources))
     # Resource Explorer stops at 1,000 matches per query (Count.Complete is false beyond that),
     # and paging does not get past the cap. Narrow the query until every piece is complete:
-    # one query per primary region first, then one per dr:wave value inside a region.
+    # one query per supported resource type, then per primary region, then per dr:wave value.
+    # (Each query has one `resourcetype:` filter: filters are ANDed.)
     found: list[DiscoveredResource] = []
-    for region in sorted(set(regions)):
-        query = f"{base} region:{region}"
-        result = search(query)
-        found += result.resources if result.complete else _split_by_wave(search, query, result)
-    return _unique(found)
+    for resource_type in SUPPORTED_TYPES:
+        base = scope_query(customer, environment, resource_type)
+        result = search(base)
+        if result.complete:
+            found += result.resources
+            continue
+        for region in sorted(set(regions)):
+            query = f"{base} region:{region}"
+            result = search(query)
+            found += result.resources if result.complete else _split_by_wave(search, query, result)
+    return supported(_unique(found))
 
 
 def _split_by_wave(search: Search, query: str, partial: SearchResult) -> list[DiscoveredResource]:
@@ -239,11 +310,13 @@ def enrich(
     resources: list[DiscoveredResource],
     lookup: Callable[[str, list[str]], Mapping[str, InstanceFacts]],
 ) -> tuple[list[DiscoveredResource], list[PlanWarning]]:
-    """Add the primary private IP and state per region; skip a region EC2 cannot answer for
-    (`ENRICHMENT_SKIPPED`), except a region that is down (`RegionUnavailable` propagates)."""
+    """Add the primary private IP and state of EC2 instances per region; skip a region EC2
+    cannot answer for (`ENRICHMENT_SKIPPED`), except a region that is down (`RegionUnavailable`
+    propagates). Resources of other types are returned as they are."""
     by_region: dict[str, list[str]] = {}
     for resource in resources:
-        by_region.setdefault(resource.region, []).append(resource.resource_id)
+        if resource.resource_type == EC2_INSTANCE:
+            by_region.setdefault(resource.region, []).append(resource.resource_id)
     facts: dict[str, InstanceFacts] = {}
     warnings: list[PlanWarning] = []
     for region, ids in sorted(by_region.items()):
@@ -261,7 +334,7 @@ def enrich(
             )
     enriched = [
         replace(r, private_ip=f.private_ip or r.private_ip, state=f.state or r.state)
-        if (f := facts.get(r.resource_id))
+        if r.resource_type == EC2_INSTANCE and (f := facts.get(r.resource_id))
         else r
         for r in resources
     ]
@@ -294,10 +367,12 @@ def build_plan(
         outcome = _plan_one(resource, customer, environment, account, region_map, enabled)
         if isinstance(outcome, PlannedResource):
             planned.append(outcome)
-            if T.NAME not in resource.tags:
+            if T.NAME not in resource.tags and outcome.strategy is Strategy.DRS:
                 warnings.append(_warn(MISSING_NAME, resource, "no Name tag: no DR twin can match"))
         else:
             warnings += outcome
+    planned, conflicts = _without_id_conflicts(planned)
+    warnings += conflicts
     if wave_filter:
         wanted = set(wave_filter)
         present = {p.wave for p in planned}
@@ -372,6 +447,16 @@ def _plan_one(
                 f"(enabled: {', '.join(sorted(enabled)) or 'none'})",
             )
         ]
+    if resource.resource_type not in STRATEGY_TYPES[parsed.strategy]:
+        kinds = ", ".join(sorted(STRATEGY_TYPES[parsed.strategy]))
+        return [
+            _warn(
+                INVALID_TAG,
+                resource,
+                f"{T.STRATEGY}={parsed.strategy.value!r} cannot recover a "
+                f"{resource.resource_type} (it recovers {kinds})",
+            )
+        ]
     dr_region = region_map.get(resource.region)
     if dr_region is None:
         return [
@@ -396,7 +481,35 @@ def _plan_one(
         wave=parsed.wave,
         strategy=parsed.strategy,
         tags=dict(tags),
+        resource_type=resource.resource_type,
     )
+
+
+def _without_id_conflicts(
+    planned: list[PlannedResource],
+) -> tuple[list[PlannedResource], list[PlanWarning]]:
+    """An operation tracks each resource by its id: resources of different types that share one
+    (an EKS cluster and a load balancer both named `web`) are all excluded, never guessed."""
+    by_id: dict[str, list[PlannedResource]] = {}
+    for resource in planned:
+        by_id.setdefault(resource.resource_id, []).append(resource)
+    kept: list[PlannedResource] = []
+    warnings: list[PlanWarning] = []
+    for resource_id, same in by_id.items():
+        if len(same) == 1:
+            kept += same
+            continue
+        arns = ", ".join(sorted(r.arn for r in same))
+        warnings += [
+            PlanWarning(
+                code=RESOURCE_ID_CONFLICT,
+                resource_id=resource_id,
+                message=f"{r.name}: {len(same)} resources of the scope share the id "
+                f"{resource_id!r} ({arns}); rename one so each can be tracked",
+            )
+            for r in same
+        ]
+    return kept, warnings
 
 
 def _warn(code: str, resource: DiscoveredResource, message: str) -> PlanWarning:

@@ -30,9 +30,13 @@ from drcore.plan import PlanWarning
 from drcore.registry import CustomerEntry
 from events.schemas import PlanSource
 
-from .domain import PLAN_WIDE, DiscoveredResource
+from .domain import EC2_INSTANCE, PLAN_WIDE, DiscoveredResource
 
-SNAPSHOT_FORMAT = 1
+# 2: resources of every supported type (`CachedResource.resource_type`). Version 1 snapshots
+# (EC2 instances only, no `resource_type`) read as they are: the field defaults to `ec2:instance`.
+SNAPSHOT_FORMAT = 2
+# `dr:recovery-strategy` values whose resources DRS does not replicate (no source server, no twin).
+NOT_DRS = frozenset({"eks-dns", "sql-ag", "managed-service"})
 COMPRESSION_LEVEL = 9
 # DynamoDB items are capped at 400 KB: a compressed snapshot is stored in chunks below that.
 CHUNK_BYTES = 350_000
@@ -153,6 +157,7 @@ class CachedResource(_Frozen):
     resource_id: str
     account: str
     region: str
+    resource_type: str = EC2_INSTANCE
     dr_region: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     private_ip: str | None = None
@@ -169,6 +174,12 @@ class CachedResource(_Frozen):
     def name(self) -> str:
         return self.tags.get(T.NAME) or self.resource_id
 
+    @property
+    def uses_drs(self) -> bool:
+        """An EC2 instance that DRS recovers (replication, twin and IP facts apply to it): not
+        a SQL AG replica, and not a resource of another type."""
+        return self.resource_type == EC2_INSTANCE and self.tags.get(T.STRATEGY) not in NOT_DRS
+
     def discovered(self) -> DiscoveredResource:
         return DiscoveredResource(
             arn=self.arn,
@@ -178,6 +189,7 @@ class CachedResource(_Frozen):
             tags=dict(self.tags),
             private_ip=self.private_ip,
             state=self.state,
+            resource_type=self.resource_type,
         )
 
 
@@ -272,7 +284,12 @@ def assemble(
         twins.setdefault(key, []).append(instance)
     servers = list(source_servers)
     by_instance = {s.instance_id: s for s in servers if s.instance_id}
-    tagged_ids = {r.resource_id for found in discovered.values() for r in found[0]}
+    tagged_ids = {
+        r.resource_id
+        for found in discovered.values()
+        for r in found[0]
+        if r.resource_type == EC2_INSTANCE
+    }
 
     snapshots: list[ScopeSnapshot] = []
     for environment, (found, source, notes) in discovered.items():
@@ -290,18 +307,24 @@ def assemble(
             if item.arn in seen:
                 continue
             seen.add(item.arn)
-            facts = primary.get(item.resource_id)
+            is_instance = item.resource_type == EC2_INSTANCE
+            facts = primary.get(item.resource_id) if is_instance else None
             dr_region = entry.regions.get(item.region)
-            candidates = twins.get((customer, environment, item.tags.get(T.NAME, "")), [])
+            # Twins are DRS's launch targets: only a DRS-recovered instance has one.
+            drs = is_instance and item.tags.get(T.STRATEGY) not in NOT_DRS
+            candidates = (
+                twins.get((customer, environment, item.tags.get(T.NAME, "")), []) if drs else []
+            )
             in_region = [t for t in candidates if t.region == dr_region]
             twin = in_region[0] if len(in_region) == 1 else None
-            server = by_instance.get(item.resource_id)
+            server = by_instance.get(item.resource_id) if is_instance else None
             resources.append(
                 CachedResource(
                     arn=item.arn,
                     resource_id=item.resource_id,
                     account=item.account,
                     region=item.region,
+                    resource_type=item.resource_type,
                     dr_region=dr_region,
                     tags=dict(item.tags),
                     private_ip=(facts.private_ip if facts else None) or item.private_ip,
@@ -495,17 +518,23 @@ def check_refresh(
             continue
         snapshot = snapshots[scope.key]
         expected = snapshot.replicating_count
-        if expected != len(snapshot.resources):
+        # What DRS should replicate: the DRS-recovered instances (and any other it does).
+        drs_resources = [r for r in snapshot.resources if r.uses_drs or r.replication]
+        if expected != len(drs_resources):
             findings.append(
                 CheckFinding(
                     code=COUNT_MISMATCH,
                     severity=Severity.WARNING,
-                    message=f"{len(snapshot.resources)} DR-tagged resources cached, DRS "
+                    message=f"{len(drs_resources)} DR-tagged instances for DRS cached, DRS "
                     f"replicates {expected} servers of the scope",
                     **where,
                 )
             )
-        no_ip = [r.name for r in snapshot.resources if not r.private_ip]
+        no_ip = [
+            r.name
+            for r in snapshot.resources
+            if r.resource_type == EC2_INSTANCE and not r.private_ip
+        ]
         if no_ip:
             findings.append(
                 CheckFinding(

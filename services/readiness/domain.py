@@ -169,6 +169,8 @@ def _resource(snapshot: ScopeSnapshot, resource: CachedResource, waves: set[int]
     else:
         waves.add(parsed.wave)
         rpo_minutes = parsed.rpo_target_minutes
+    if not resource.uses_drs:
+        return out  # replication, twin and IP checks are DRS's (other types: their services)
     if T.NAME not in resource.tags:
         out.append(
             _finding(

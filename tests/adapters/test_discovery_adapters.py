@@ -201,8 +201,9 @@ def test_given_explorer_missing_when_building_a_plan_then_tagging_api_plan_with_
     web = run_instance("web-01", "10.1.1.10")
     run_instance("db-01", "10.1.1.20", **{T.WAVE: "0"})
     run_instance("k8s-01", "10.1.1.30", **{T.STRATEGY: "eks-dns"})
+    drs_only = settings.model_copy(update={"enabled_strategies": ("drs",)})
 
-    plan = build_plan_for("acme", "production", "failover", AwsClients(settings), settings)
+    plan = build_plan_for("acme", "production", "failover", AwsClients(drs_only), drs_only)
 
     assert plan.plan_source is PlanSource.TAGGING_API
     assert [(r.resource_id, r.private_ip) for w in plan.waves for r in w.resources] == [
@@ -321,3 +322,157 @@ def test_given_all_customers_when_discovering_then_ignored_with_a_log_line(
 
     assert bus_events() == []
     assert log.records and log.records[0][0] == "info"
+
+
+# --- resource types beyond EC2 --------------------------------------------------------------------
+
+
+def dr_tags(name: str, strategy: str, customer: str = "acme") -> list[dict[str, str]]:
+    tag_map = {
+        T.ENABLED: "true",
+        T.PRIORITY: "critical",
+        T.WAVE: "1",
+        T.STRATEGY: strategy,
+        T.RTO_TARGET: "30",
+        T.RPO_TARGET: "5",
+        T.CUSTOMER: customer,
+        T.ENVIRONMENT: "production",
+        T.NAME: name,
+    }
+    return [{"Key": k, "Value": v} for k, v in tag_map.items()]
+
+
+def managed_resources(customer: str = "acme") -> dict[str, str]:
+    """An EFS and an FSx ONTAP file system and an ALB (what moto's tagging API reports)."""
+    ec2 = boto3.client("ec2", region_name=PRIMARY)
+    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.7.{n}.0/24", AvailabilityZone=f"{PRIMARY}{z}")[
+            "Subnet"
+        ]["SubnetId"]
+        for n, z in ((1, "a"), (2, "b"))
+    ]
+    efs = boto3.client("efs", region_name=PRIMARY).create_file_system(
+        CreationToken=f"{customer}-files",
+        Tags=dr_tags(f"{customer}-files", "managed-service", customer),
+    )
+    fsx = boto3.client("fsx", region_name=PRIMARY).create_file_system(
+        FileSystemType="ONTAP",
+        StorageCapacity=1024,
+        SubnetIds=subnets[:1],
+        OntapConfiguration={"DeploymentType": "SINGLE_AZ_1", "ThroughputCapacity": 128},
+        Tags=dr_tags(f"{customer}-ontap", "managed-service", customer),
+    )["FileSystem"]
+    alb = boto3.client("elbv2", region_name=PRIMARY).create_load_balancer(
+        Name=f"{customer}-web",
+        Subnets=subnets,
+        Tags=dr_tags(f"{customer}-web", "managed-service", customer),
+    )["LoadBalancers"][0]
+    return {
+        efs["FileSystemArn"]: efs["FileSystemId"],
+        fsx["ResourceARN"]: fsx["FileSystemId"],
+        alb["LoadBalancerArn"]: f"{customer}-web",
+    }
+
+
+def test_given_managed_resources_when_using_the_tagging_api_then_typed_and_scoped(
+    moto_aws: None,
+) -> None:
+    # Given the scope's file systems and load balancer, another tenant's, and a SQL primary
+    mine = managed_resources()
+    managed_resources("globex")
+    sql = run_instance("sql-01", "10.1.4.10", **{T.STRATEGY: "sql-ag"})
+
+    # When the tagging API lists the scope
+    found = TaggingApiInventory(
+        {PRIMARY: boto3.client("resourcegroupstaggingapi", region_name=PRIMARY)}
+    ).resources("acme", "production")
+
+    # Then every supported type comes back with its natural id and type, and nothing of globex
+    assert {(r.arn, r.resource_id, r.resource_type) for r in found if r.resource_id != sql} == {
+        (arn, rid, kind)
+        for arn, rid in mine.items()
+        for kind in [
+            "elasticfilesystem:file-system"
+            if ":elasticfilesystem:" in arn
+            else "fsx:file-system"
+            if ":fsx:" in arn
+            else "elasticloadbalancing:loadbalancer"
+        ]
+    }
+    assert [r.resource_type for r in found if r.resource_id == sql] == ["ec2:instance"]
+
+
+def explorer_entry(arn: str, resource_type: str, tag_map: dict[str, str]) -> dict[str, Any]:
+    return {
+        "Arn": arn,
+        "OwningAccountId": "111111111111",
+        "Region": PRIMARY,
+        "ResourceType": resource_type,
+        "Service": resource_type.split(":", 1)[0],
+        "Properties": [
+            {"Name": "tags", "Data": [{"Key": k, "Value": v} for k, v in tag_map.items()]}
+        ],
+    }
+
+
+def test_given_non_ec2_results_when_searching_then_natural_ids_and_plan_types() -> None:
+    client = boto3.client("resource-explorer-2", region_name=DR)
+    base = f"arn:aws:{{}}:{PRIMARY}:111111111111:{{}}"
+    items = [
+        (base.format("eks", "cluster/acme-prod"), "eks:cluster"),
+        (
+            base.format("elasticache", "replicationgroup:acme-sessions"),
+            "elasticache:replicationgroup",
+        ),
+        (
+            base.format("elasticloadbalancing", "loadbalancer/net/acme-nlb/0123456789abcdef"),
+            "elasticloadbalancing:loadbalancer/net",
+        ),
+        (base.format("elasticfilesystem", "file-system/fs-0abc"), "elasticfilesystem:file-system"),
+    ]
+    with Stubber(client) as stub:
+        stub.add_response(
+            "search",
+            {
+                "Resources": [explorer_entry(a, t, {T.NAME: "x"}) for a, t in items],
+                "Count": {"TotalResources": 4, "Complete": True},
+            },
+        )
+        result = ResourceExplorerSearch(client)("tag:dr:enabled=true")
+
+    assert [(r.resource_id, r.resource_type) for r in result.resources] == [
+        ("acme-prod", "eks:cluster"),
+        ("acme-sessions", "elasticache:replicationgroup"),
+        ("acme-nlb", "elasticloadbalancing:loadbalancer"),
+        ("fs-0abc", "elasticfilesystem:file-system"),
+    ]
+
+
+def test_given_managed_and_sql_resources_when_planning_from_the_tagging_api_then_planned(
+    registry: SsmRegistry, settings: Settings
+) -> None:
+    # Given a DRS server, a SQL AG primary without a twin or source server, and managed resources
+    web = run_instance("web-01", "10.1.1.10")
+    sql = run_instance("sql-01", "10.1.5.10", **{T.STRATEGY: "sql-ag"})
+    managed = managed_resources()
+    every = settings.model_copy(
+        update={"enabled_strategies": ("drs", "sql-ag", "eks-dns", "managed-service")}
+    )
+
+    # When planning (Resource Explorer is absent under moto: the tagging API answers)
+    plan = build_plan_for("acme", "production", "failover", AwsClients(every), every)
+
+    # Then each is planned with its strategy and type; only instances get EC2 facts
+    planned = {r.resource_id: r for w in plan.waves for r in w.resources}
+    assert set(planned) == {web, sql, *managed.values()}
+    assert (planned[sql].strategy.value, planned[sql].resource_type) == ("sql-ag", "ec2:instance")
+    assert planned[sql].private_ip == "10.1.5.10"
+    assert {planned[i].resource_type for i in managed.values()} == {
+        "elasticfilesystem:file-system",
+        "fsx:file-system",
+        "elasticloadbalancing:loadbalancer",
+    }
+    assert {planned[i].name for i in managed.values()} == {"acme-files", "acme-ontap", "acme-web"}
+    assert all(planned[i].private_ip is None for i in managed.values())
+    assert {w.code for w in plan.warnings} == {"RESOURCE_EXPLORER_UNAVAILABLE"}

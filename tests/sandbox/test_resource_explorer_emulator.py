@@ -257,3 +257,156 @@ def test_query_language() -> None:
     assert compile_query("region:us-* accountid:111111111111 id:i-0abc")(stack)
     assert compile_query("server nothing")(stack)  # free text: any keyword
     assert not compile_query("nothing")(stack)
+
+
+# --- resource types beyond EC2 --------------------------------------------------------------------
+
+
+def dr_tag_list(name: str, strategy: str = "managed-service") -> list[dict[str, str]]:
+    tags = {
+        "dr:enabled": "true",
+        "dr:recovery-strategy": strategy,
+        "Customer": "acme",
+        "Environment": "production",
+        "Name": name,
+    }
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def managed_estate(client: ClientFactory) -> dict[str, str]:
+    """One resource of every indexed non-EC2 type in the primary region: name -> ARN."""
+    ec2 = client("ec2", region=PRIMARY)
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{n}.0/24", AvailabilityZone=f"{PRIMARY}{z}")[
+            "Subnet"
+        ]["SubnetId"]
+        for n, z in ((1, "a"), (2, "b"))
+    ]
+    eks = client("eks", region=PRIMARY).create_cluster(
+        name="acme-prod-eks",
+        roleArn=f"arn:aws:iam::{DEFAULT_ACCOUNT}:role/eks",
+        resourcesVpcConfig={"subnetIds": subnets},
+        tags={t["Key"]: t["Value"] for t in dr_tag_list("acme-prod-eks", "eks-dns")},
+    )["cluster"]
+    efs = client("efs", region=PRIMARY).create_file_system(
+        CreationToken="acme-prod-files", Tags=dr_tag_list("acme-prod-files")
+    )
+    fsx = client("fsx", region=PRIMARY).create_file_system(
+        FileSystemType="ONTAP",
+        StorageCapacity=1024,
+        SubnetIds=subnets[:1],
+        OntapConfiguration={"DeploymentType": "SINGLE_AZ_1", "ThroughputCapacity": 128},
+        Tags=dr_tag_list("acme-prod-ontap"),
+    )["FileSystem"]
+    cache = client("elasticache", region=PRIMARY).create_replication_group(
+        ReplicationGroupId="acme-prod-cache",
+        ReplicationGroupDescription="sessions",
+        Engine="redis",
+        CacheNodeType="cache.t3.micro",
+        Tags=dr_tag_list("acme-prod-cache"),
+    )["ReplicationGroup"]
+    elbv2 = client("elbv2", region=PRIMARY)
+    alb = elbv2.create_load_balancer(
+        Name="acme-prod-alb", Subnets=subnets, Tags=dr_tag_list("acme-prod-alb")
+    )["LoadBalancers"][0]
+    nlb = elbv2.create_load_balancer(
+        Name="acme-prod-nlb", Subnets=subnets, Type="network", Tags=dr_tag_list("acme-prod-nlb")
+    )["LoadBalancers"][0]
+    client("elb", region=PRIMARY).create_load_balancer(
+        LoadBalancerName="acme-prod-clb",
+        Listeners=[{"Protocol": "TCP", "LoadBalancerPort": 80, "InstancePort": 80}],
+        AvailabilityZones=[f"{PRIMARY}a"],
+        Tags=dr_tag_list("acme-prod-clb"),
+    )
+    return {
+        "eks": eks["arn"],
+        "efs": efs["FileSystemArn"],
+        "fsx": fsx["ResourceARN"],
+        "cache": cache["ARN"],
+        "alb": alb["LoadBalancerArn"],
+        "nlb": nlb["LoadBalancerArn"],
+        "clb": f"arn:aws:elasticloadbalancing:{PRIMARY}:{DEFAULT_ACCOUNT}:"
+        "loadbalancer/acme-prod-clb",
+    }
+
+
+def test_non_ec2_resources_are_indexed_with_their_resource_explorer_types(
+    client: ClientFactory,
+) -> None:
+    # Given an EKS cluster, EFS and FSx file systems, a replication group and three load
+    # balancers, all DR-tagged, and an aggregator index with a tags view
+    made = managed_estate(client)
+    aggregator(client)
+
+    # When searching the scope
+    result = search(client, "tag:dr:enabled=true tag:Customer=acme tag:Environment=production")
+
+    # Then each comes back with Resource Explorer's type and service, and its tags
+    types = {r["Arn"]: (r["ResourceType"], r["Service"]) for r in result["Resources"]}
+    assert types == {
+        made["eks"]: ("eks:cluster", "eks"),
+        made["efs"]: ("elasticfilesystem:file-system", "elasticfilesystem"),
+        made["fsx"]: ("fsx:file-system", "fsx"),
+        made["cache"]: ("elasticache:replicationgroup", "elasticache"),
+        made["alb"]: ("elasticloadbalancing:loadbalancer/app", "elasticloadbalancing"),
+        made["nlb"]: ("elasticloadbalancing:loadbalancer/net", "elasticloadbalancing"),
+        made["clb"]: ("elasticloadbalancing:loadbalancer", "elasticloadbalancing"),
+    }
+    for item in result["Resources"]:
+        (tags,) = item["Properties"]
+        assert {"Key": "Customer", "Value": "acme"} in tags["Data"]
+        assert item["Region"] == PRIMARY and item["OwningAccountId"] == DEFAULT_ACCOUNT
+    # And resourcetype filters pick one type; a trailing * takes every load balancer
+    assert arns(search(client, "resourcetype:eks:cluster")) == {made["eks"]}
+    assert arns(search(client, "resourcetype:elasticloadbalancing:loadbalancer*")) == {
+        made["alb"],
+        made["nlb"],
+        made["clb"],
+    }
+    assert arns(search(client, "resourcetype:elasticfilesystem:file-system")) == {made["efs"]}
+    # And a deleted file system leaves the index
+    fs_id = made["efs"].rsplit("/", 1)[1]
+    client("efs", region=PRIMARY).delete_file_system(FileSystemId=fs_id)
+    assert arns(search(client, "resourcetype:elasticfilesystem:file-system")) == set()
+
+
+def test_supported_resource_types_are_listed(client: ClientFactory) -> None:
+    listed = client("resource-explorer-2").list_supported_resource_types()["ResourceTypes"]
+    kinds = {t["ResourceType"] for t in listed}
+    assert {"ec2:instance", "eks:cluster", "fsx:file-system"} <= kinds
+    assert {"elasticloadbalancing:loadbalancer/app", "elasticache:replicationgroup"} <= kinds
+
+
+def test_resources_registered_by_another_emulator_are_searchable(client: ClientFactory) -> None:
+    from sandbox.emulators.resource_explorer import register_collector, unregister_collector
+
+    # Given an emulator that registers a resource moto does not hold
+    arn = f"arn:aws:eks:{PRIMARY}:{DEFAULT_ACCOUNT}:cluster/emulated-only"
+
+    def collector(account: str, regions: list[str] | None) -> list[IndexedResource]:
+        if account != DEFAULT_ACCOUNT or (regions is not None and PRIMARY not in regions):
+            return []
+        return [
+            IndexedResource(
+                arn=arn,
+                account=account,
+                region=PRIMARY,
+                resource_type="eks:cluster",
+                service="eks",
+                resource_id="emulated-only",
+                tags={"dr:enabled": "true", "Customer": "initech"},
+                last_reported_at=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+            )
+        ]
+
+    aggregator(client)
+    register_collector(collector)
+    register_collector(collector)  # idempotent
+    try:
+        # When searching, then it is found once; once unregistered, it is gone
+        result = search(client, "tag:Customer=initech")
+        assert [r["Arn"] for r in result["Resources"]] == [arn]
+    finally:
+        unregister_collector(collector)
+    assert arns(search(client, "tag:Customer=initech")) == set()

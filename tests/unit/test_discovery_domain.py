@@ -25,6 +25,7 @@ from services.discovery.domain import (
     build_plan,
     discover,
     enrich,
+    parse_arn,
     resolve_scope,
     scope_query,
     search_scope,
@@ -267,7 +268,12 @@ class FakeExplorer:
         elif term.startswith("region:"):
             hit = r.region == term[7:]
         elif term.startswith("resourcetype:"):
-            hit = term == "resourcetype:ec2:instance"
+            wanted = term.removeprefix("resourcetype:")
+            hit = (
+                r.resource_type.startswith(wanted[:-1])
+                if wanted.endswith("*")
+                else r.resource_type == wanted
+            )
         else:
             raise AssertionError(f"unexpected filter {term}")
         return hit != negate
@@ -282,9 +288,13 @@ def estate(
     ]
 
 
-def test_given_the_scope_when_building_the_query_then_it_filters_tags_and_type() -> None:
-    assert scope_query("acme", "production") == (
-        "tag:dr:enabled=true tag:Customer=acme tag:Environment=production resourcetype:ec2:instance"
+def test_given_the_scope_when_building_the_query_then_it_filters_tags_and_optionally_type() -> None:
+    scope = "tag:dr:enabled=true tag:Customer=acme tag:Environment=production"
+    assert scope_query("acme", "production") == scope
+    assert scope_query("acme", "production", "eks:cluster") == f"{scope} resourcetype:eks:cluster"
+    # Load balancers: classic, and Resource Explorer's /app and /net subtypes.
+    assert scope_query("acme", "production", "elasticloadbalancing:loadbalancer").endswith(
+        "resourcetype:elasticloadbalancing:loadbalancer*"
     )
 
 
@@ -459,3 +469,268 @@ def test_given_any_estate_when_planning_then_only_the_requested_scope_is_planned
     in_scope = sum(1 for c, e, _ in estate_spec if (c, e) == ("acme", "production"))
     assert len(planned) == in_scope
     assert len(plan.warnings) == len(estate_spec) - in_scope
+
+
+# --- resource types beyond EC2 --------------------------------------------------------------------
+
+EVERY_STRATEGY = ("drs", "sql-ag", "eks-dns", "managed-service")
+
+
+def typed(
+    arn_resource: str,
+    service: str,
+    tag_map: Mapping[str, str],
+    account: str = ACCOUNT,
+    region: str = "us-east-1",
+) -> DiscoveredResource:
+    """A resource as the adapters report it: type and natural id from its ARN."""
+    arn = f"arn:aws:{service}:{region}:{account}:{arn_resource}"
+    parts = parse_arn(arn)
+    return DiscoveredResource(
+        arn=arn,
+        resource_id=parts.resource_id,
+        account=parts.account,
+        region=parts.region,
+        tags=dict(tag_map),
+        resource_type=parts.resource_type,
+    )
+
+
+@pytest.mark.parametrize(
+    ("service", "resource", "resource_type", "resource_id"),
+    [
+        ("ec2", "instance/i-0abc", "ec2:instance", "i-0abc"),
+        ("eks", "cluster/acme-prod", "eks:cluster", "acme-prod"),
+        ("elasticfilesystem", "file-system/fs-01", "elasticfilesystem:file-system", "fs-01"),
+        ("fsx", "file-system/fs-0ontap", "fsx:file-system", "fs-0ontap"),
+        ("elasticache", "replicationgroup:sessions", "elasticache:replicationgroup", "sessions"),
+        (
+            "elasticloadbalancing",
+            "loadbalancer/app/web/50dc6c495c0c9188",
+            "elasticloadbalancing:loadbalancer",
+            "web",
+        ),
+        (
+            "elasticloadbalancing",
+            "loadbalancer/net/api/4a2b",
+            "elasticloadbalancing:loadbalancer",
+            "api",
+        ),
+        (
+            "elasticloadbalancing",
+            "loadbalancer/classic",
+            "elasticloadbalancing:loadbalancer",
+            "classic",
+        ),
+        ("ec2", "volume/vol-1", "ec2:volume", "vol-1"),
+    ],
+)
+def test_arns_give_the_type_and_natural_id(
+    service: str, resource: str, resource_type: str, resource_id: str
+) -> None:
+    parts = parse_arn(f"arn:aws:{service}:us-east-1:{ACCOUNT}:{resource}")
+
+    assert (parts.resource_type, parts.resource_id) == (resource_type, resource_id)
+    assert (parts.region, parts.account) == ("us-east-1", ACCOUNT)
+
+
+def test_a_malformed_arn_is_refused_naming_it() -> None:
+    with pytest.raises(ValueError, match="'cluster/acme'"):
+        parse_arn("cluster/acme")
+
+
+def test_given_every_supported_type_when_planning_then_each_has_its_strategy_and_type() -> None:
+    # Given an EKS cluster, a SQL AG primary, managed resources and a DRS server (no Name on the
+    # SQL primary and the cache: the id stands in, and no twin warning is due for them)
+    eks = typed(
+        "cluster/acme-prod-eks", "eks", tags("acme-prod-eks", dr__recovery_strategy="eks-dns")
+    )
+    sql_tags = tags("", dr__recovery_strategy="sql-ag")
+    del sql_tags[T.NAME]
+    sql = resource("i-0sql", sql_tags)
+    efs = typed(
+        "file-system/fs-01",
+        "elasticfilesystem",
+        tags("acme-files", dr__recovery_strategy="managed-service"),
+    )
+    fsx = typed(
+        "file-system/fs-02", "fsx", tags("acme-ontap", dr__recovery_strategy="managed-service")
+    )
+    cache_tags = tags("", dr__recovery_strategy="managed-service")
+    del cache_tags[T.NAME]
+    cache = typed("replicationgroup:acme-sessions", "elasticache", cache_tags)
+    alb = typed(
+        "loadbalancer/app/acme-web/0f0f",
+        "elasticloadbalancing",
+        tags("acme-web", dr__recovery_strategy="managed-service"),
+    )
+    web = resource("i-0web", tags("web-01"))
+
+    # When planning with every strategy enabled
+    plan = plan_of(eks, sql, efs, fsx, cache, alb, web, enabled_strategies=EVERY_STRATEGY)
+
+    # Then every resource is planned with its type, strategy, name and DR region
+    planned = {r.resource_id: r for w in plan.waves for r in w.resources}
+    assert {rid: (r.resource_type, r.strategy.value, r.name) for rid, r in planned.items()} == {
+        "acme-prod-eks": ("eks:cluster", "eks-dns", "acme-prod-eks"),
+        "i-0sql": ("ec2:instance", "sql-ag", "i-0sql"),
+        "fs-01": ("elasticfilesystem:file-system", "managed-service", "acme-files"),
+        "fs-02": ("fsx:file-system", "managed-service", "acme-ontap"),
+        "acme-sessions": ("elasticache:replicationgroup", "managed-service", "acme-sessions"),
+        "acme-web": ("elasticloadbalancing:loadbalancer", "managed-service", "acme-web"),
+        "i-0web": ("ec2:instance", "drs", "web-01"),
+    }
+    assert all(r.dr_region == "us-east-2" and r.account == ACCOUNT for r in planned.values())
+    assert planned["acme-prod-eks"].arn.endswith(":cluster/acme-prod-eks")
+    assert (planned["fs-01"].rto_target_minutes, planned["fs-01"].rpo_target_minutes) == (60, 15)
+    assert plan.warnings == []
+
+
+def test_given_another_tenants_cluster_with_the_same_name_when_planning_then_only_mine() -> None:
+    # Given acme's EKS cluster and globex's, both Name=shared-eks, in the same account's index
+    mine = typed("cluster/acme-eks", "eks", tags("shared-eks", dr__recovery_strategy="eks-dns"))
+    theirs = typed(
+        "cluster/globex-eks",
+        "eks",
+        tags("shared-eks", dr__recovery_strategy="eks-dns", Customer="globex"),
+        account="222222222222",
+    )
+    other_env = typed(
+        "file-system/fs-stg",
+        "elasticfilesystem",
+        tags("shared-eks", dr__recovery_strategy="managed-service", Environment="staging"),
+    )
+
+    plan = plan_of(mine, theirs, other_env, enabled_strategies=EVERY_STRATEGY)
+
+    # Then only acme's production cluster is planned; the others are reported, never touched
+    assert [r.arn for w in plan.waves for r in w.resources] == [mine.arn]
+    assert sorted((w.code, w.resource_id) for w in plan.warnings) == [
+        ("SCOPE_MISMATCH", "fs-stg"),
+        ("SCOPE_MISMATCH", "globex-eks"),
+    ]
+
+
+def test_given_an_invalid_tag_on_a_file_system_when_planning_then_excluded_naming_the_value() -> (
+    None
+):
+    bad = typed(
+        "file-system/fs-bad",
+        "elasticfilesystem",
+        tags("files", dr__recovery_strategy="managed-service", dr__wave="first"),
+    )
+    good = typed(
+        "file-system/fs-ok",
+        "elasticfilesystem",
+        tags("files-2", dr__recovery_strategy="managed-service"),
+    )
+
+    plan = plan_of(bad, good, enabled_strategies=EVERY_STRATEGY)
+
+    assert [r.resource_id for w in plan.waves for r in w.resources] == ["fs-ok"]
+    (warning,) = plan.warnings
+    assert (warning.code, warning.resource_id) == ("INVALID_TAG", "fs-bad")
+    assert "dr:wave" in warning.message and "'first'" in warning.message
+
+
+@pytest.mark.parametrize(
+    ("service", "arn_resource", "strategy"),
+    [
+        ("eks", "cluster/acme-eks", "drs"),
+        ("ec2", "instance/i-0k8s", "eks-dns"),
+        ("ec2", "instance/i-0efs", "managed-service"),
+        ("elasticfilesystem", "file-system/fs-1", "sql-ag"),
+    ],
+)
+def test_given_a_strategy_that_cannot_recover_the_type_when_planning_then_invalid_tag(
+    service: str, arn_resource: str, strategy: str
+) -> None:
+    item = typed(arn_resource, service, tags("x", dr__recovery_strategy=strategy))
+
+    plan = plan_of(item, enabled_strategies=EVERY_STRATEGY)
+
+    assert plan.waves == []
+    (warning,) = plan.warnings
+    assert warning.code == "INVALID_TAG"
+    assert f"dr:recovery-strategy={strategy!r}" in warning.message
+    assert item.resource_type in warning.message
+
+
+def test_given_a_strategy_without_its_service_when_planning_a_cluster_then_not_available() -> None:
+    eks = typed("cluster/acme-eks", "eks", tags("acme-eks", dr__recovery_strategy="eks-dns"))
+
+    plan = plan_of(eks, enabled_strategies=("drs", "managed-service"))
+
+    assert [(w.code, w.resource_id) for w in plan.warnings] == [
+        ("STRATEGY_NOT_AVAILABLE", "acme-eks")
+    ]
+
+
+def test_given_two_types_sharing_an_id_when_planning_then_both_excluded_as_a_conflict() -> None:
+    eks = typed("cluster/web", "eks", tags("web", dr__recovery_strategy="eks-dns"))
+    alb = typed(
+        "loadbalancer/app/web/0f0f",
+        "elasticloadbalancing",
+        tags("web", dr__recovery_strategy="managed-service"),
+    )
+    other = typed("cluster/api", "eks", tags("api", dr__recovery_strategy="eks-dns"))
+
+    plan = plan_of(eks, alb, other, enabled_strategies=EVERY_STRATEGY)
+
+    assert [r.resource_id for w in plan.waves for r in w.resources] == ["api"]
+    assert [(w.code, w.resource_id) for w in plan.warnings] == [
+        ("RESOURCE_ID_CONFLICT", "web"),
+        ("RESOURCE_ID_CONFLICT", "web"),
+    ]
+    assert eks.arn in plan.warnings[0].message and alb.arn in plan.warnings[0].message
+
+
+def test_given_mixed_types_when_searching_then_one_query_and_only_supported_types() -> None:
+    eks = typed("cluster/acme-eks", "eks", tags("acme-eks", dr__recovery_strategy="eks-dns"))
+    volume = typed("volume/vol-1", "ec2", tags("web-01"))  # inherits its instance's tags
+    explorer = FakeExplorer([eks, volume, *estate(5, 1)])
+
+    found = search_scope(explorer, "acme", "production", ["us-east-1"])
+
+    assert len(explorer.queries) == 1
+    assert sorted(r.resource_type for r in found) == ["ec2:instance"] * 5 + ["eks:cluster"]
+
+
+def test_given_capped_results_with_several_types_when_searching_then_split_per_type() -> None:
+    # Given 1,200 instances (two waves) and a cluster, a file system and three load balancers
+    others = [
+        typed("cluster/acme-eks", "eks", tags("acme-eks", dr__recovery_strategy="eks-dns")),
+        typed("file-system/fs-1", "elasticfilesystem", tags("files")),
+        typed("loadbalancer/app/web/1", "elasticloadbalancing", tags("web")),
+        typed("loadbalancer/net/api/2", "elasticloadbalancing", tags("api")),
+        typed("loadbalancer/old", "elasticloadbalancing", tags("old")),
+    ]
+    everything = estate(1200, 2) + others
+    explorer = FakeExplorer(everything)
+
+    found = search_scope(explorer, "acme", "production", ["us-east-1"])
+
+    # Then every resource is found: one query per type, the instances split further
+    assert {r.arn for r in found} == {r.arn for r in everything}
+    assert any(
+        q.endswith("resourcetype:elasticloadbalancing:loadbalancer*") for q in explorer.queries
+    )
+    assert any("resourcetype:ec2:instance" in q and "tag:dr:wave=2" in q for q in explorer.queries)
+
+
+def test_given_non_ec2_resources_when_enriching_then_only_instances_are_looked_up() -> None:
+    eks = typed("cluster/acme-eks", "eks", tags("acme-eks"))
+    web = resource("i-1", tags("web-01"))
+    asked: list[list[str]] = []
+
+    def lookup(region: str, ids: list[str]) -> dict[str, InstanceFacts]:
+        asked.append(ids)
+        return {"i-1": InstanceFacts(private_ip="10.0.0.7", state="running")}
+
+    enriched, warnings = enrich([eks, web], lookup)
+
+    assert asked == [["i-1"]] and warnings == []
+    assert [(r.resource_id, r.private_ip) for r in enriched] == [
+        ("acme-eks", None),
+        ("i-1", "10.0.0.7"),
+    ]
