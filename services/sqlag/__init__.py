@@ -1,1 +1,1 @@
-"""See README.md: not built yet."""
+"""SQL Server Always On availability groups: failover, failback and drills (see README.md)."""
