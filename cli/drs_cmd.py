@@ -22,7 +22,7 @@ import typer
 from rich.table import Table
 
 from drcore.state import OperationView
-from events.schemas import OperationRequested, OperationType, Source
+from events.schemas import OperationRequested, OperationType, Source, Strategy
 from events.schemas.models import DrillCleanupRequested
 
 from . import render
@@ -204,16 +204,16 @@ def failback(
     entry = main._guard(context, lambda: context.resolve_scope(customer, environment))
     if wave and any(w < 1 for w in wave):
         main._fail_usage(f"--wave {min(wave)} is not a wave number (1 or more)")
-    checks = main._guard(
+    planned, checks = main._guard(
         context, lambda: _failback_checks(context, customer, environment, set(wave or []))
     )
     blocked = [c for c in checks if not c["ready"]]
-    if blocked or not checks:
+    if blocked or not planned:
         _print_checks(checks, output, title="Failback preconditions")
         why = (
             f"{len(blocked)} of {len(checks)} servers are not ready"
-            if checks
-            else ("no DRS server to fail back")
+            if blocked
+            else "nothing to fail back (no DR-enabled resource in the plan)"
         )
         render.err_console.print(f"[red]failback refused:[/red] {why}")
         raise typer.Exit(1)
@@ -248,7 +248,9 @@ def failback(
 
 def _failback_checks(
     context: Context, customer: str, environment: str, waves: set[int]
-) -> list[dict[str, Any]]:
+) -> tuple[int, list[dict[str, Any]]]:
+    """How many resources the failback plan holds, and the DRS servers' readiness checks (the
+    other strategies check their own readiness when their wave starts)."""
     from services.discovery.app import UnknownScope, build_plan_for
     from services.drs.app import plan_readiness
 
@@ -260,7 +262,8 @@ def _failback_checks(
         raise UsageError(str(error)) from error
     if waves:
         plan = plan.model_copy(update={"waves": [w for w in plan.waves if w.number in waves]})
-    return [r.model_dump() for r in plan_readiness(plan, context.clients)]
+    planned = sum(len(w.resources) for w in plan.waves)
+    return planned, [r.model_dump() for r in plan_readiness(plan, context.clients)]
 
 
 # --- the drs side of status and plan --------------------------------------------------------------
@@ -430,10 +433,12 @@ def _follow(
     section: dict[str, Any] = {}
     failed = not view.terminal or view.state in ("FAILED", "CANCELLED")
     left = max(0.0, deadline - time.monotonic())
-    if view.terminal and teardown:
+    # Teardown and re-protection are DRS work: an operation without DRS servers has none.
+    drs_work = any(r.strategy == Strategy.DRS for r in view.resources)
+    if view.terminal and teardown and drs_work:
         section = _wait_for(context, operation_id, "teardown", TEARDOWN_DONE, left)
         failed |= section.get("drs", {}).get("teardown", {}).get("state") not in TEARDOWN_DONE
-    elif view.terminal and reprotect and view.state == "COMPLETED":
+    elif view.terminal and reprotect and drs_work and view.state == "COMPLETED":
         section = _wait_for(context, operation_id, "reprotect", PROTECT_DONE, left)
         failed |= section.get("drs", {}).get("reprotect", {}).get("state") != "COMPLETED"
     _show(context, view, output, section or None)

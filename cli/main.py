@@ -175,7 +175,13 @@ def failover(
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait")] = 6 * 3600,
     use_cached_inventory: UseCachedInventoryOption = False,
     force: Annotated[
-        bool, typer.Option(help="Unplanned failover: accept lag over RPO / stalled replication")
+        bool,
+        typer.Option(
+            "--force",
+            "--allow-data-loss",
+            help="Unplanned failover: accept lag over RPO / stalled replication, and forced "
+            "SQL Server AG failover (possible data loss)",
+        ),
     ] = False,
     no_reprotect: Annotated[
         bool, typer.Option("--no-reprotect", help="Do not reverse replication afterwards")

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     # How long an idempotency record lives (seconds).
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     # Strategies with a deployed recovery service; resources of others are excluded from plans.
-    enabled_strategies: tuple[str, ...] = ("drs",)
+    enabled_strategies: tuple[str, ...] = ("drs", "managed-service", "eks-dns", "sql-ag")
     # Resources per WaveStarted part (each part stays far below the 256 KB entry limit).
     wave_part_size: int = Field(default=100, ge=1, le=400)
     # DRS: servers per StartRecovery call (DRS launches at most 100 per job).
@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     drs_quota_cache_seconds: int = Field(default=300, ge=0)
     # DRS: checks of reverse replication, drill teardown and waiting launches (seconds apart).
     drs_progress_backoff: tuple[int, ...] = (5, 10, 20, 40, 60)
+    # sqlag: SSM Run Command execution limit per script (seconds), the pause between two
+    # GetCommandInvocation reads, how long failback waits for the original primary to be
+    # SYNCHRONIZED, and how many availability groups of a part are worked on at once.
+    sqlag_command_timeout_seconds: int = Field(default=600, ge=30, le=172800)
+    sqlag_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    sqlag_sync_wait_seconds: float = Field(default=120.0, ge=0, le=3600)
+    sqlag_parallel: int = Field(default=8, ge=1, le=32)
 
 
 @lru_cache(maxsize=1)

@@ -74,6 +74,30 @@ SERVICE_ACCESS: dict[str, ServiceAccess] = {
     ),
     # Turns events into EMF metrics: its log lines are all it writes.
     "metrics": ServiceAccess(),
+    # Results and flip claims (operations table), idempotency records, the registry; EKS,
+    # Route 53 and (through STS presigning, no permission needed) Kubernetes in workload accounts.
+    "eks": ServiceAccess(
+        publishes=(Source.EKS,),
+        tables={"operations": (*READ, *WRITE), "idempotency": IDEMPOTENCY_RECORDS},
+        parameters=(REGISTRY_PATH,),
+        workload=True,
+    ),
+    # Result ledger (operations table), idempotency records, the registry; EFS, ELBv2, Route 53
+    # and EC2 (tags of servers drs recovered) in workload accounts.
+    "managed": ServiceAccess(
+        publishes=(Source.MANAGED,),
+        tables={"operations": (*READ, *WRITE), "idempotency": IDEMPOTENCY_RECORDS},
+        parameters=(REGISTRY_PATH,),
+        workload=True,
+    ),
+    # Reads the coordinator's operation record (allow_data_loss); idempotency records; the
+    # registry; EC2, SSM Run Command and Route 53 in workload accounts.
+    "sqlag": ServiceAccess(
+        publishes=(Source.SQLAG,),
+        tables={"operations": ("dynamodb:GetItem",), "idempotency": IDEMPOTENCY_RECORDS},
+        parameters=(REGISTRY_PATH,),
+        workload=True,
+    ),
 }
 
 # Actions whose API has no resource-level permissions: IAM requires `"Resource": "*"` for them.
@@ -93,6 +117,14 @@ WILDCARD_ONLY_ACTIONS: dict[str, str] = {
         for what in ("Vpcs", "Subnets", "RouteTables", "SecurityGroups", "LaunchTemplates", "Tags")
     },
     "servicequotas:ListServiceQuotas": "Service Quotas listings have no resource-level permissions",
+    "elasticloadbalancing:DescribeLoadBalancers": "ELB Describe* calls have no resource-level "
+    "permissions",
+    "elasticloadbalancing:DescribeTags": "ELB Describe* calls have no resource-level permissions",
+    "route53:ListHostedZonesByName": "Route 53 zone listings have no resource-level permissions",
+    "eks:ListClusters": "EKS lists clusters without resource-level permissions",
+    "route53:TestDNSAnswer": "Route 53 TestDNSAnswer has no resource-level permissions",
+    "ssm:GetCommandInvocation": "SSM command invocations have no resource-level permissions",
+    "ssm:ListCommandInvocations": "SSM command invocations have no resource-level permissions",
     "servicequotas:ListAWSDefaultServiceQuotas": "Service Quotas listings have no "
     "resource-level permissions",
 }

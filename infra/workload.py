@@ -233,11 +233,171 @@ def drs_statements(stack: Stack, config: WorkloadConfig) -> list[iam.PolicyState
     ]
 
 
+def eks_statements(stack: Stack, config: WorkloadConfig) -> list[iam.PolicyStatement]:
+    """Read EKS clusters, node groups and add-ons; read failover records; invert or un-invert
+    health checks (the only write); ask Route 53 for its DNS answer. Reading Kubernetes
+    workloads needs an EKS access entry for this role on the DR cluster (see services/eks)."""
+    return [
+        iam.PolicyStatement(
+            sid="EksRead",
+            actions=[
+                "eks:DescribeCluster",
+                "eks:ListNodegroups",
+                "eks:DescribeNodegroup",
+                "eks:ListAddons",
+                "eks:DescribeAddon",
+            ],
+            resources=[
+                _arn(stack, "eks", "cluster/*"),
+                _arn(stack, "eks", "nodegroup/*"),
+                _arn(stack, "eks", "addon/*"),
+            ],
+        ),
+        iam.PolicyStatement(
+            sid="EksList",
+            actions=["eks:ListClusters", "route53:TestDNSAnswer"],
+            resources=["*"],
+        ),
+        iam.PolicyStatement(
+            sid="FailoverRecords",
+            actions=["route53:ListResourceRecordSets"],
+            resources=[f"arn:{stack.partition}:route53:::hostedzone/*"],
+        ),
+        iam.PolicyStatement(
+            sid="FlipHealthChecks",
+            actions=["route53:GetHealthCheck", "route53:UpdateHealthCheck"],
+            resources=[f"arn:{stack.partition}:route53:::healthcheck/*"],
+        ),
+    ]
+
+
+def sqlag_statements(stack: Stack, config: WorkloadConfig) -> list[iam.PolicyStatement]:
+    """Find the replicas; run the module's PowerShell (AWS-RunPowerShellScript) only on
+    instances carrying the module's tag; follow the commands; move the listener records."""
+    return [
+        iam.PolicyStatement(
+            sid="SqlAgRead",
+            actions=[
+                "ec2:DescribeInstances",
+                "ec2:DescribeVpcs",
+                "ssm:GetCommandInvocation",
+                "ssm:ListCommandInvocations",
+            ],
+            resources=["*"],
+        ),
+        iam.PolicyStatement(
+            sid="SqlAgRunPowerShell",
+            actions=["ssm:SendCommand"],
+            resources=[f"arn:{stack.partition}:ssm:*::document/AWS-RunPowerShellScript"],
+        ),
+        iam.PolicyStatement(
+            sid="SqlAgReplicas",
+            actions=["ssm:SendCommand"],
+            resources=[f"arn:{stack.partition}:ec2:*:{stack.account}:instance/*"],
+            conditions={"Null": {"ssm:resourceTag/dr:sqlag:ag-name": "false"}},
+        ),
+        iam.PolicyStatement(
+            sid="SqlAgListener",
+            actions=["route53:ListResourceRecordSets", "route53:ChangeResourceRecordSets"],
+            resources=[f"arn:{stack.partition}:route53:::hostedzone/*"],
+        ),
+        iam.PolicyStatement(
+            sid="SqlAgListenerChange",
+            actions=["route53:GetChange"],
+            resources=[f"arn:{stack.partition}:route53:::change/*"],
+        ),
+    ]
+
+
+def managed_statements(stack: Stack, config: WorkloadConfig) -> list[iam.PolicyStatement]:
+    """Read and change EFS replication of the customer's file systems (tagged with a Customer);
+    read load balancers, servers, caches and FSx file systems; fail Global Datastores over; read
+    the fsxadmin secrets (tagged with a Customer) of FSx for NetApp ONTAP; move failover records
+    and health checks; wait for Route 53 changes."""
+    file_systems = _arn(stack, "elasticfilesystem", "file-system/*")
+    return [
+        iam.PolicyStatement(
+            sid="ManagedList",
+            actions=[
+                "ec2:DescribeInstances",
+                "elasticloadbalancing:DescribeLoadBalancers",
+                "elasticloadbalancing:DescribeTags",
+                "route53:ListHostedZonesByName",
+            ],
+            resources=["*"],
+        ),
+        iam.PolicyStatement(
+            sid="EfsRead",
+            actions=[
+                "elasticfilesystem:DescribeFileSystems",
+                "elasticfilesystem:DescribeReplicationConfigurations",
+            ],
+            resources=[file_systems],
+        ),
+        iam.PolicyStatement(
+            sid="EfsReplication",
+            actions=[
+                "elasticfilesystem:CreateReplicationConfiguration",
+                "elasticfilesystem:DeleteReplicationConfiguration",
+                "elasticfilesystem:UpdateFileSystemProtection",
+            ],
+            resources=[file_systems],
+            conditions={"Null": {"aws:ResourceTag/Customer": "false"}},
+        ),
+        iam.PolicyStatement(
+            sid="FsxRead",
+            actions=["fsx:DescribeFileSystems"],
+            resources=[_arn(stack, "fsx", "file-system/*")],
+        ),
+        iam.PolicyStatement(
+            sid="CacheGlobalFailover",
+            actions=[
+                "elasticache:DescribeReplicationGroups",
+                "elasticache:DescribeGlobalReplicationGroups",
+                "elasticache:ListTagsForResource",
+                "elasticache:FailoverGlobalReplicationGroup",
+            ],
+            resources=[
+                f"arn:{stack.partition}:elasticache::{stack.account}:globalreplicationgroup:*",
+                _arn(stack, "elasticache", "replicationgroup:*"),
+            ],
+        ),
+        iam.PolicyStatement(
+            sid="OntapAdminSecrets",
+            actions=["secretsmanager:GetSecretValue"],
+            resources=[_arn(stack, "secretsmanager", "secret:*")],
+            conditions={"Null": {"aws:ResourceTag/Customer": "false"}},
+        ),
+        iam.PolicyStatement(
+            sid="ManagedRecords",
+            actions=[
+                "route53:GetHostedZone",
+                "route53:ListResourceRecordSets",
+                "route53:ChangeResourceRecordSets",
+            ],
+            resources=[f"arn:{stack.partition}:route53:::hostedzone/*"],
+        ),
+        iam.PolicyStatement(
+            sid="ManagedHealthChecks",
+            actions=["route53:GetHealthCheck", "route53:UpdateHealthCheck"],
+            resources=[f"arn:{stack.partition}:route53:::healthcheck/*"],
+        ),
+        iam.PolicyStatement(
+            sid="ManagedChanges",
+            actions=["route53:GetChange"],
+            resources=[f"arn:{stack.partition}:route53:::change/*"],
+        ),
+    ]
+
+
 # Service name -> what it may do in a workload account.
 WORKLOAD_STATEMENTS: dict[str, Callable[[Stack, WorkloadConfig], list[iam.PolicyStatement]]] = {
     "discovery": discovery_statements,
     "coordinator": coordinator_statements,
     "drs": drs_statements,
+    "eks": eks_statements,
+    "sqlag": sqlag_statements,
+    "managed": managed_statements,
 }
 
 
@@ -364,6 +524,100 @@ def _acknowledge_workload_policy(
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:role/"
             f"{hook_role_prefix}*]",
         )
+    if service == "eks":
+        acknowledge(
+            policy,
+            "EKS ListClusters and Route 53 TestDNSAnswer have no resource-level permissions; "
+            "IAM requires Resource '*' for them (both read-only).",
+            "AwsSolutions-IAM5[Resource::*]",
+        )
+        for resource in ("cluster/*", "nodegroup/*", "addon/*"):
+            acknowledge(
+                policy,
+                "Clusters are named by the customer's tags, found at run time; read-only.",
+                "AwsSolutions-IAM5[Resource::"
+                + account_any_region.format(service="eks", resource=resource)
+                + "]",
+            )
+        for resource in ("hostedzone/*", "healthcheck/*"):
+            acknowledge(
+                policy,
+                "Hosted zones and health checks are named by the cluster's dr:eks:records tag "
+                "and its failover records at run time; the only write inverts a health check.",
+                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:route53:::{resource}]",
+            )
+    if service == "managed":
+        acknowledge(
+            policy,
+            "EC2 DescribeInstances, ELB DescribeLoadBalancers / DescribeTags and Route 53 "
+            "ListHostedZonesByName have no resource-level permissions; IAM requires Resource "
+            "'*' for them (read-only).",
+            "AwsSolutions-IAM5[Resource::*]",
+        )
+        acknowledge(
+            policy,
+            "File systems are found by the customer's DR tags at run time; replication changes "
+            "are limited to file systems tagged with a Customer.",
+            "AwsSolutions-IAM5[Resource::"
+            + account_any_region.format(service="elasticfilesystem", resource="file-system/*")
+            + "]",
+        )
+        for resource in ("hostedzone/*", "healthcheck/*", "change/*"):
+            acknowledge(
+                policy,
+                "Zones and records are named by the resource's dr:managed:dns-record tag, health "
+                "checks by its failover records, change ids by Route 53, all at run time.",
+                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:route53:::{resource}]",
+            )
+        acknowledge(
+            policy,
+            "Global Datastores and their member replication groups are found from the cache's "
+            "GlobalReplicationGroupInfo at run time; reads, and the failover as only write.",
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:elasticache::<AWS::AccountId>:"
+            "globalreplicationgroup:*]",
+            "AwsSolutions-IAM5[Resource::"
+            + account_any_region.format(service="elasticache", resource="replicationgroup:*")
+            + "]",
+        )
+        acknowledge(
+            policy,
+            "The fsxadmin secret is named by the file system's dr:managed:ontap-secret tag at "
+            "run time; read only, and only secrets tagged with a Customer.",
+            "AwsSolutions-IAM5[Resource::"
+            + account_any_region.format(service="secretsmanager", resource="secret:*")
+            + "]",
+        )
+        acknowledge(
+            policy,
+            "FSx file systems are named by the resource's ARN and its dr:managed:dr-file-system "
+            "tag at run time; read-only.",
+            "AwsSolutions-IAM5[Resource::"
+            + account_any_region.format(service="fsx", resource="file-system/*")
+            + "]",
+        )
+    if service == "sqlag":
+        acknowledge(
+            policy,
+            "EC2 Describe* and SSM GetCommandInvocation / ListCommandInvocations have no "
+            "resource-level permissions; IAM requires Resource '*' for them (read-only).",
+            "AwsSolutions-IAM5[Resource::*]",
+        )
+        acknowledge(
+            policy,
+            "Replica instances are named by the primary replica's dr:sqlag tags at run time; "
+            "SendCommand is limited to instances carrying dr:sqlag:ag-name and to the "
+            "AWS-RunPowerShellScript document.",
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:*:<AWS::AccountId>:instance/*]",
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:*::document/"
+            "AWS-RunPowerShellScript]",
+        )
+        for resource in ("hostedzone/*", "change/*"):
+            acknowledge(
+                policy,
+                "The listener's hosted zone is named by the dr:sqlag:hosted-zone tag and change "
+                "ids are made by Route 53 at run time.",
+                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:route53:::{resource}]",
+            )
     if service == "drs":
         acknowledge(
             policy,

@@ -46,6 +46,9 @@ class Sandbox:
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "sandbox")
         os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
         os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DrOrchestrator")
+        # FSx for NetApp ONTAP: the emulated ONTAP REST API of a file system's management
+        # endpoint is served by the sandbox endpoint (plain HTTP, see sandbox.emulators.ontap).
+        os.environ["DR_MANAGED_ONTAP_URL_TEMPLATE"] = url + "/_ontap/{file_system_id}"
         settings = Settings()
         deployed = build_orchestration(url, settings, SERVICES)
         metrics = EmfBridge(url, settings.orchestration_region)

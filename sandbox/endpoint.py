@@ -25,9 +25,24 @@ connection`); the estate seeder is not affected. Admin paths under `/_sandbox/`:
     POST /_sandbox/drs/source-servers     {"account", "region", "source_servers": [...]}
     POST /_sandbox/service-quotas         {"account", "region", "service_code": "drs",
                                            "quotas": {code or name: value}} (applied values)
+    POST /_sandbox/ssm/sql-ags            {"account", "ags": [...]} SQL Server availability groups
+                                          behind SSM Run Command (emulators/ssm_run_command.py)
     POST /_sandbox/ssm/automation         {"account", "region", "documents": {name: {"outcomes",
                                            "seconds", "message"}}} (how executions end)
+    POST /_sandbox/eks/clusters           {"account", "region", "cluster", "nodegroups",
+                                           "addons", "deployments"} (emulated Kubernetes API,
+                                           add-ons, node group status; see emulators.kubernetes)
+    POST /_sandbox/route53/health         {"account", "health_check_id", "healthy"} (measured)
+    POST /_sandbox/efs/replication        {"account", "region", "file_system_id", "lag_seconds",
+                                           "status"} (an emulated EFS replication's lag/status)
+    POST /_sandbox/ontap/file-systems     {"file_system_id", "username", "password",
+                                           "relationships"} (emulated ONTAP SnapMirror, served
+                                           under /_ontap/<file system id>/api/...)
     POST /_sandbox/reset                  clears moto and the emulators
+
+EKS add-on calls (`/clusters/{name}/addons...`) and Route 53 `TestDNSAnswer` go to emulators
+(moto lacks them); the rest of EKS and Route 53 to moto. `/_k8s/...` is the emulated Kubernetes
+API of the seeded EKS clusters (their moto `endpoint` points there).
 
 Run it with `python -m sandbox.endpoint --port 4566` (foreground until SIGTERM/SIGINT) or
 in-process with `SandboxEndpoint().start(port=0)`.
@@ -59,7 +74,15 @@ from werkzeug.wrappers import Request, Response
 
 from .emulators import Caller, ConfigError, Knobs, describe_validation_error
 from .emulators.drs import DrsEmulator, SourceServersRequest
+from .emulators.efs_replication import EfsReplicationEmulator
+from .emulators.eks_addons import EksAddonsEmulator
+from .emulators.elasticache_global import ElastiCacheGlobalEmulator
+from .emulators.kubernetes import PREFIX as KUBERNETES_PREFIX
+from .emulators.kubernetes import KubernetesEmulator
+from .emulators.ontap import PREFIX as ONTAP_PREFIX
+from .emulators.ontap import FsxOntapEmulator, OntapRestEmulator
 from .emulators.resource_explorer import ResourceExplorerEmulator
+from .emulators.route53_dns import Route53DnsEmulator
 from .emulators.service_quotas import (
     QuotaError,
     QuotaStore,
@@ -67,6 +90,7 @@ from .emulators.service_quotas import (
     ServiceQuotasEmulator,
 )
 from .emulators.ssm_automation import SsmAutomationEmulator
+from .emulators.ssm_run_command import SsmRunCommandEmulator
 from .emulators.validation import RestJsonEmulator, UriMatcher
 
 log = logging.getLogger("sandbox.endpoint")
@@ -284,7 +308,34 @@ class SandboxApp:
         }
         # SSM Automation executions (moto lacks them), routed by X-Amz-Target; other SSM: moto.
         self.ssm_automation = SsmAutomationEmulator(self.knobs)
-        self.by_target = self.ssm_automation.targets()
+        # SSM Run Command with emulated SQL Server availability groups (moto runs nothing).
+        self.ssm_run_command = SsmRunCommandEmulator(self.knobs)
+        # FSx DescribeFileSystems with ONTAP endpoints (moto lacks them); other FSx: moto.
+        self.fsx_ontap = FsxOntapEmulator(self.knobs)
+        # The ONTAP REST API of FSx management endpoints, under /_ontap/<file system id>.
+        self.ontap = OntapRestEmulator(self.knobs)
+        self.by_target: dict[str, Any] = {
+            **self.fsx_ontap.targets(),
+            **self.ssm_automation.targets(),
+            **self.ssm_run_command.targets(),
+        }
+        # Operations moto lacks inside services it has, routed by signing service + path.
+        self.eks_addons = EksAddonsEmulator(self.knobs)
+        self.route53_dns = Route53DnsEmulator(self.knobs)
+        self.kubernetes = KubernetesEmulator(self.knobs, self.eks_addons)
+        self.by_path: tuple[tuple[str, Callable[[str], bool], Any], ...] = (
+            ("eks", self.eks_addons.handles, self.eks_addons),
+            ("route53", self.route53_dns.handles, self.route53_dns),
+        )
+        # EFS replication and file system protection (moto lacks them), routed by signing
+        # service + operation name (one path serves several operations); other EFS calls: moto.
+        self.efs_replication = EfsReplicationEmulator(self.knobs)
+        # ElastiCache Global Datastores (moto lacks them), routed by operation name.
+        self.elasticache_global = ElastiCacheGlobalEmulator(self.knobs)
+        self.by_operation: dict[tuple[str, str], Any] = {
+            **self.efs_replication.by_operation(),
+            **self.elasticache_global.by_operation(),
+        }
         self.moto = DomainDispatcherApplication(create_backend_app)
         # DynamoDB checks a condition and writes atomically; moto does not when requests run on
         # several threads (two transactions may both pass the same condition). Serving DynamoDB
@@ -298,6 +349,12 @@ class SandboxApp:
         body = _read_body(environ)
         if path.startswith("/moto-api"):
             return self.moto(environ, start_response)
+        if path.startswith(ONTAP_PREFIX):
+            self.stats.count("ontap", environ.get("REQUEST_METHOD", "GET"), caller_of(environ))
+            return self.ontap.handle(Request(environ))(environ, start_response)
+        if path.startswith(KUBERNETES_PREFIX):
+            self.stats.count("kubernetes", environ.get("REQUEST_METHOD", "GET"), caller_of(environ))
+            return self.kubernetes.handle(Request(environ))(environ, start_response)
         scope = signing_scope(environ)
         service, region = scope if scope else (UNSIGNED, "")
         operation, caller_name = operation_name(service, environ, body), caller_of(environ)
@@ -308,6 +365,10 @@ class SandboxApp:
         emulator = self.emulators.get(service) or self.by_target.get(
             environ.get("HTTP_X_AMZ_TARGET", "")
         )
+        emulator = emulator or next(
+            (e for s, match, e in self.by_path if s == service and match(path)), None
+        )
+        emulator = emulator or self.by_operation.get((service, operation))
         if emulator is not None:
             account, access_key = resolve_account(environ)
             caller = Caller(account=account, region=region, access_key=access_key)
@@ -368,6 +429,16 @@ class SandboxApp:
                 return _json({"applied": applied})
             if route == ("POST", "/_sandbox/ssm/automation"):
                 return _json(self.ssm_automation.configure(_body_json(request)))
+            if route == ("POST", "/_sandbox/ssm/sql-ags"):
+                return _json(self.ssm_run_command.register(_body_json(request)))
+            if route == ("POST", "/_sandbox/eks/clusters"):
+                return _json(self.kubernetes.configure(_body_json(request), request.host_url))
+            if route == ("POST", "/_sandbox/route53/health"):
+                return _json(self.route53_dns.set_health(_body_json(request)))
+            if route == ("POST", "/_sandbox/ontap/file-systems"):
+                return _json(self.ontap.configure(_body_json(request)))
+            if route == ("POST", "/_sandbox/efs/replication"):
+                return _json(self.efs_replication.configure(_body_json(request)))
             if route == ("POST", "/_sandbox/reset"):
                 self.reset()
                 return _json({"status": "reset"})
@@ -380,6 +451,13 @@ class SandboxApp:
         for emulator in self.emulators.values():
             emulator.reset()
         self.ssm_automation.reset()
+        self.ssm_run_command.reset()
+        for extra in (self.eks_addons, self.route53_dns, self.kubernetes):
+            extra.reset()
+        self.efs_replication.reset()
+        self.fsx_ontap.reset()
+        self.elasticache_global.reset()
+        self.ontap.reset()
         response = Client(self.moto).post("/moto-api/reset")
         if response.status_code != 200:
             raise RuntimeError(f"moto reset answered {response.status_code}")
@@ -389,6 +467,7 @@ class SandboxApp:
     def close(self) -> None:
         self.drs.close()
         self.ssm_automation.close()
+        self.ssm_run_command.close()
 
 
 def _body_json(request: Request) -> Any:

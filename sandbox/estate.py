@@ -41,8 +41,16 @@ customers:
   a tag. This is how an estate author makes a bad tag on purpose.
 - All of a customer's server IPs lie in one /16 (the /16 of its first server). The DR copy of an
   IP keeps the last two octets and moves the second octet by 100: 10.1.10.23 -> 10.101.10.23.
-- `eks_clusters`, `sql_ags` and `efs` are accepted as lists of mappings with at least `name` and
-  `wave` (other keys are kept); the seeder does not create them yet (their modules come later).
+- `eks_clusters`: primary EKS cluster + DR twin, hosted zone, failover records and health check,
+  emulated add-ons and Kubernetes workloads; `{name, wave}` seeds a healthy pair (`estate_eks.py`).
+- `efs`, `load_balancers`, `caches` and `private_zone` (managed services): EFS file systems
+  replicated to the DR region, ALB/NLB pairs with their Route 53 failover names, ElastiCache
+  groups with DR twins and endpoint records, and the private hosted zone
+  of servers tagged `dr:managed:dns-record`; `{name, wave}` seeds healthy ones
+  (`estate_managed.py`, `seed_managed.py`).
+- `sql_ags`: SQL Server availability groups (primary and DR replica instances, listener record,
+  optional clone; SQL Server emulated behind SSM Run Command); `{name, wave}` seeds a healthy,
+  SYNCHRONIZED group (`estate_sqlag.py`, `seed_sqlag.py`).
 - Every environment gets a bubble-test network in the DR region unless `bubble_network: false`:
   an isolated VPC `dr-bubble-<customer>-<environment>` mirroring the customer's /16 (drilled
   servers keep their IPs; nothing routes out) and a security group tagged `dr:bubble-role=drill`.
@@ -74,6 +82,10 @@ from pydantic import (
     field_validator,
     model_serializer,
 )
+
+from .estate_eks import EksCluster
+from .estate_managed import ZONE_NAME, CacheSpec, EfsSpec, FsxOntapSpec, LoadBalancerSpec
+from .estate_sqlag import SqlAgSpec
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 Priority = Literal["critical", "high", "medium", "low"]
@@ -186,9 +198,14 @@ class Environment(_Model):
     production: bool | None = None
     generate: Generate | None = None
     servers: list[ServerSpec] = Field(default_factory=list)
-    eks_clusters: list[Component] = Field(default_factory=list)
-    sql_ags: list[Component] = Field(default_factory=list)
-    efs: list[Component] = Field(default_factory=list)
+    eks_clusters: list[EksCluster] = Field(default_factory=list)  # see estate_eks.py
+    sql_ags: list[SqlAgSpec] = Field(default_factory=list)  # see estate_sqlag.py
+    efs: list[EfsSpec] = Field(default_factory=list)  # see estate_managed.py
+    load_balancers: list[LoadBalancerSpec] = Field(default_factory=list)
+    caches: list[CacheSpec] = Field(default_factory=list)
+    fsx_ontap: list[FsxOntapSpec] = Field(default_factory=list)  # see estate_managed.py
+    # Private hosted zone of the environment (managed: records that follow servers).
+    private_zone: str | None = Field(default=None, pattern=ZONE_NAME)
     # Pre/post-wave hooks (`sandbox.emulators.ssm_automation.seed_hooks` creates them).
     hooks: Hooks | None = None
     # An isolated VPC in the DR region for bubble-test drills (see the module docstring).

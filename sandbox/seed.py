@@ -28,7 +28,8 @@ Idempotent: seeding the same estate again creates nothing new. Existing VPCs, su
 instances are found by their `Name` tag (instances also by `Customer`) and kept as they are;
 source servers are matched by awsInstanceID by the emulator; the index and view are reused.
 
-`eks_clusters`, `sql_ags` and `efs` in the estate are not seeded yet (their modules come later).
+`eks_clusters` are seeded by `seed_eks.py`, `sql_ags` by `seed_sqlag.py`, and the managed services
+(`efs`, `fsx_ontap`, `caches`, `load_balancers`) by `seed_managed.py`; hooks by `seed_hooks`.
 """
 
 from __future__ import annotations
@@ -49,7 +50,11 @@ from botocore.exceptions import ClientError
 from drcore import tags as tagnames
 from drcore.registry import CustomerEntry, EnvironmentEntry, parameter_name
 
+from .emulators.ssm_automation import seed_hooks
 from .estate import Customer, Environment, Estate, EstateServer, customer_network, dr_ip
+from .seed_eks import seed_eks
+from .seed_managed import seed_managed
+from .seed_sqlag import seed_sqlag
 
 DEFAULT_IMAGE = "ami-12c6146b"
 WORKLOAD_ROLE = "dr-orchestrator-workload"
@@ -479,6 +484,10 @@ class _Seeder:
         try:
             for customer in self.estate.customers:
                 summary.add(self.seed_customer(customer, by_customer[customer.name]))
+            seed_eks(self.estate, self.url, self.region)  # EKS pairs, DNS, Kubernetes (seed_eks)
+            seed_managed(self.estate, self.url, self.region)  # EFS, load balancers, zones
+            seed_sqlag(self.estate, self.url, self.region)  # SQL Server AGs (seed_sqlag)
+            seed_hooks(self.estate, self.url, self.region)  # pre/post-wave hooks (SSM Automation)
         finally:
             self.pool.shutdown(wait=True)
         return summary

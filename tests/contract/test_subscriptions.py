@@ -37,6 +37,19 @@ def _goldens() -> dict[str, dict[str, Any]]:
     eks_wave = copy.deepcopy(events[DetailType.WAVE_STARTED.value])
     eks_wave["detail"]["strategy"] = Strategy.EKS_DNS.value
     events["WaveStarted:eks-dns"] = eks_wave
+    eks_check = copy.deepcopy(events[DetailType.RESOURCE_CHECK_REQUESTED.value])
+    eks_check["detail"]["strategy"] = Strategy.EKS_DNS.value  # another service's re-check
+    events["ResourceCheckRequested:eks-dns"] = eks_check
+    eks_check = copy.deepcopy(events[DetailType.RESOURCE_CHECK_REQUESTED.value])
+    eks_check["detail"]["strategy"] = Strategy.EKS_DNS.value
+    events["ResourceCheckRequested:eks-dns"] = eks_check
+    for kind in (DetailType.WAVE_STARTED, DetailType.RESOURCE_CHECK_REQUESTED):
+        managed = copy.deepcopy(events[kind.value])
+        managed["detail"]["strategy"] = Strategy.MANAGED_SERVICE.value
+        events[f"{kind.value}:managed-service"] = managed
+        sqlag = copy.deepcopy(events[kind.value])
+        sqlag["detail"]["strategy"] = Strategy.SQL_AG.value
+        events[f"{kind.value}:sql-ag"] = sqlag
     for source in RESULT_SOURCES[1:]:
         for kind in (DetailType.RESOURCE_RECOVERED, DetailType.RESOURCE_RECOVERY_FAILED):
             variant = copy.deepcopy(events[kind.value])
@@ -73,6 +86,7 @@ EXPECTED: dict[str, set[str]] = {
     "dr-coordinator-hook-status": {"native:ssm-automation-status"},
     "dr-drs-wave-started": {"WaveStarted"},
     "dr-drs-launch-results": {"native:drs-launch-result"},
+    "dr-drs-resource-checks": {"ResourceCheckRequested"},
     # Only requests that change a drs default (--force, --keep, --no-reprotect).
     "dr-drs-operation-requested": set(REQUEST_VARIANTS),
     "dr-drs-operation-lifecycle": {
@@ -82,6 +96,14 @@ EXPECTED: dict[str, set[str]] = {
         "RegionalOperationStarted",
     },
     "dr-drs-drill-cleanup": {"DrillCleanupRequested"},
+    "dr-eks-wave-started": {"WaveStarted:eks-dns"},
+    "dr-eks-resource-check": {"ResourceCheckRequested:eks-dns"},
+    "dr-managed-wave-started": {"WaveStarted:managed-service"},
+    "dr-managed-resource-checks": {"ResourceCheckRequested:managed-service"},
+    "dr-sqlag-wave-started": {"WaveStarted:sql-ag"},
+    "dr-sqlag-resource-check": {"ResourceCheckRequested:sql-ag"},
+    # Servers drs recovered (failover or failback): their DNS records follow them.
+    "dr-managed-drs-recovered": {"ResourceRecovered"},
     # Every orchestration event, whatever its source, and no AWS-native one.
     "dr-metrics-orchestration-events": {name for name in GOLDEN if not name.startswith("native:")},
 }

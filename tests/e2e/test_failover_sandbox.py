@@ -1,8 +1,9 @@
-"""End to end in the sandbox: the demo estate's 50-server failover through the real choreography.
+"""End to end in the sandbox: the demo estate's failover through the real choreography.
 
-Given the demo estate (acme/production, 50 servers in 4 waves, all with DR twins), when an
-operator runs `drctl failover --yes --wait --output json`, then every server is recovered into
-its twin keeping the IP's last octet, waves ran strictly in order, the operation COMPLETED, a
+Given the demo estate (acme/production: 50 servers in 4 waves, all with DR twins, plus an EKS
+cluster, a SQL AG and managed services), when an operator runs `drctl failover --yes --wait
+--output json`, then every resource is recovered, every server into its twin keeping the IP's
+last octet, waves ran strictly in order, the operation COMPLETED, a
 concurrent second failover was refused, and replaying the archive afterwards launches nothing.
 """
 
@@ -19,9 +20,11 @@ from typing import Any
 import boto3
 import pytest
 
+from events.schemas import Strategy
 from sandbox.daemon import Sandbox
 from sandbox.estate import load_estate
 from sandbox.seed import seed_estate
+from services.catalog import SERVICES
 
 from .conftest import ESTATES, FAST_LAUNCH
 
@@ -100,6 +103,8 @@ def test_demo_failover_recovers_every_server_into_its_twin_in_wave_order(
     )
     assert first.returncode == 0, first.stderr
     first_id = json.loads(first.stdout)["operation_id"]
+    # once the coordinator has accepted it (it holds the environment's lock)
+    _accepted(sandbox, first_id)
     second = drctl(
         sandbox,
         "failover",
@@ -128,8 +133,11 @@ def test_demo_failover_recovers_every_server_into_its_twin_in_wave_order(
 
     # Then the operation completed with every server recovered
     assert status["state"] == "COMPLETED"
-    assert len(status["resources"]) == 50
     assert {r["state"] for r in status["resources"]} == {"RECOVERED"}
+    # the demo has every strategy: 50 DRS servers plus EKS, a SQL AG and managed services
+    assert {r["strategy"] for r in status["resources"]} == {s.value for s in Strategy}
+    servers = [r for r in status["resources"] if r["strategy"] == Strategy.DRS]
+    assert len(servers) == 50
     assert [w["number"] for w in status["waves"]] == [1, 2, 3, 4]
 
     # into its own twin (same Name, same customer + environment), keeping the IP's last octet
@@ -141,7 +149,7 @@ def test_demo_failover_recovers_every_server_into_its_twin_in_wave_order(
         )["Reservations"]
         for i in r["Instances"]
     }
-    for resource in status["resources"]:
+    for resource in servers:
         twin = twins[resource["name"]]
         assert resource["dr_resource_id"] == twin["InstanceId"]
         assert twin["State"]["Name"] == "running"
@@ -198,10 +206,7 @@ def test_demo_failover_recovers_every_server_into_its_twin_in_wave_order(
     # Then the events were replayed, yet no service received one and nothing was launched again
     assert replayed >= archive["EventCount"]
     assert {n: s.replayed_records for n, s in sandbox.runtime.stats.items()} == {
-        "discovery": 0,
-        "coordinator": 0,
-        "drs": 0,
-        "metrics": 0,
+        service.name: 0 for service in SERVICES
     }
     assert _drs_actions(sandbox) == actions_before
     assert _operations(sandbox) == operations_before
@@ -225,6 +230,17 @@ def _operations(sandbox: Sandbox) -> list[dict[str, Any]]:
         ({"id": i["operation_id"], "state": i["state"]} for i in items if i["sk"] == "META"),
         key=lambda i: str(i["id"]),
     )
+
+
+def _accepted(sandbox: Sandbox, operation_id: str, timeout: float = 60) -> None:
+    """Wait until the coordinator has recorded the operation (accepted under its lock)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = drctl(sandbox, "status", operation_id, "-o", "json")
+        if status.returncode == 0 and json.loads(status.stdout).get("state") != "FAILED":
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{operation_id} was not accepted within {timeout:.0f} s")
 
 
 def _drain(sqs: Any, url: str, expected: int, timeout: float) -> int:

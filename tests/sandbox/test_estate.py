@@ -113,7 +113,7 @@ def test_explicit_servers_override_and_extend_and_tags_can_be_broken_on_purpose(
     estate = parse_estate(BASE)
     env = estate.customers[0].environments[0]
     assert [c.name for c in env.eks_clusters] == ["acme-prod-eks"]
-    assert env.eks_clusters[0].model_extra == {"version": "1.30"}
+    assert env.eks_clusters[0].version == "1.30"  # a typed field of the EKS estate model
 
 
 def test_production_flag_defaults_by_name() -> None:
