@@ -453,8 +453,12 @@ class ManagedRecovery:
     def _server_tags(self, entry: CustomerEntry, event: ResourceRecovered) -> dict[str, str] | None:
         """The server's tags, read again: the instance itself in each of the customer's regions
         (the primary may be down), else the instance it was recovered into."""
-        regions = [*entry.regions.keys(), *entry.regions.values()]
-        for region in dict.fromkeys([event.dr_region, *regions]):
+        # The server is `resource_id` in the region it was recovered from: on failover the
+        # primary mapped to `dr_region`, on failback `dr_region` itself. Trying that first costs
+        # one read per server while the region is up.
+        source = [p for p, dr in entry.regions.items() if dr == event.dr_region]
+        regions = [*source, event.dr_region, *entry.regions.keys(), *entry.regions.values()]
+        for region in dict.fromkeys(regions):
             try:
                 found = self.workloads.get(entry, region).instance(event.resource_id)
             except AwsError:

@@ -69,6 +69,7 @@ class World:
     # EFS takes minutes to make a replica writable: deletions seen as still in progress.
     slow_delete: bool = False
     calls: list[tuple[str, ...]] = field(default_factory=list)
+    instance_reads: list[tuple[str, str]] = field(default_factory=list)
 
 
 class FakeWorkload:
@@ -187,6 +188,7 @@ class FakeWorkload:
         return None
 
     def instance(self, instance_id: str) -> Instance | None:
+        self.world.instance_reads.append((self.region, instance_id))
         self._up()
         return self.world.instances.get((self.region, instance_id))
 
@@ -598,6 +600,16 @@ def test_given_a_server_with_a_record_when_drs_recovers_it_then_the_record_follo
     )
     assert world.calls == [("upsert", "Z9", "app.acme.internal.", "10.101.10.5")]
     assert results.published == [first, first]
+    # the server's tags are read where it was recovered from, once per delivery
+    assert world.instance_reads == [(P, "i-1"), (P, "i-1")]
+
+
+def test_given_a_server_without_a_record_then_one_read_and_nothing_changes() -> None:
+    world = server_world(None)
+    domain, results, _ = harness(world)
+    assert domain.server_recovered(recovered_server()) is None
+    assert world.instance_reads == [(P, "i-1")]
+    assert world.calls == [] and results.published == []
 
 
 @pytest.mark.parametrize(
