@@ -11,6 +11,10 @@ puts AWS's behaviour back. Each patch names the difference; `install()` is idemp
 3. Replays. AWS replays only the events of the requested time window, and only to the rules
    named in the destination's `FilterArns` when given; moto replays the whole archive to every
    rule of the bus.
+4. Memory. moto keeps every model object it ever creates in a per-class list (for its
+   dashboard), including the copies of DynamoDB items it makes for each query result: the
+   sandbox grew by gigabytes over a 1,000-server run. Only S3, which cleans up through that list,
+   still tracks its objects; the sandbox serves no moto dashboard.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import threading
 from datetime import datetime
 from typing import Any
 
+from moto.core import common_models
 from moto.core.utils import unix_time
 from moto.events import models as events_models
 from moto.events import utils as events_utils
@@ -78,6 +83,17 @@ def _replay_events(self: Any, archive: Any) -> None:
     self.end_time = unix_time()
 
 
+# moto's S3 removes keys and multipart uploads through the tracked instances: keep those.
+_TRACKED_SERVICES = frozenset({"s3"})
+
+
+def _new_model(cls: Any, *args: Any, **kwargs: Any) -> Any:
+    instance = object.__new__(cls)
+    if cls.__module__.split(".")[1] in _TRACKED_SERVICES:
+        cls.instances_tracked.append(instance)
+    return instance
+
+
 def install() -> None:
     global _installed
     with _lock:
@@ -108,4 +124,5 @@ def install() -> None:
                 '"version": "0",', '"version": "0", "account": "<account>",'
             )
         events_models.Replay.replay_events = _replay_events  # type: ignore[method-assign]
+        common_models.BaseModel.__new__ = staticmethod(_new_model)  # type: ignore[method-assign]
         _installed = True

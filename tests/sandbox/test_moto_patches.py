@@ -129,3 +129,31 @@ def test_given_a_replay_with_filter_arns_and_a_window_then_only_those_rules_and_
     labels = [json.loads(m["Body"])["detail"]["label"] for m in received.get("Messages", [])]
     assert labels == ["recent"]
     assert "Messages" not in sqs.receive_message(QueueUrl=queues["other"][0])
+
+
+def test_given_many_queries_then_moto_keeps_no_copy_of_their_items(aws: object) -> None:
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.s3.models import FakeBucket
+
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    dynamodb.create_table(
+        TableName="t",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.put_item(TableName="t", Item={"pk": {"S": "a"}, "n": {"N": "1"}})
+    tracked = len(Item.instances_tracked)  # type: ignore[attr-defined]
+    for _ in range(20):
+        found = dynamodb.query(
+            TableName="t",
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": "a"}},
+        )
+        assert found["Count"] == 1
+    # each query copies the item; none of the copies outlives its response
+    assert len(Item.instances_tracked) == tracked  # type: ignore[attr-defined]
+    # S3 still tracks its objects (moto cleans keys up through them)
+    buckets = len(FakeBucket.instances_tracked)  # type: ignore[attr-defined]
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="dr-sandbox-tracked")
+    assert len(FakeBucket.instances_tracked) == buckets + 1  # type: ignore[attr-defined]
