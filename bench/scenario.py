@@ -368,6 +368,10 @@ def main() -> None:
             "handler_cpu_per_record": cpu,
             "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "runtime_errors": len(sandbox.runtime.errors),
+            # The last lines of the first few tracebacks: enough to tell what went wrong.
+            "runtime_error_samples": [
+                error.strip().splitlines()[-3:] for error in sandbox.runtime.errors[:5]
+            ],
             "operations_detail": operations,
         }
         with open(args.out, "w") as out:
