@@ -35,9 +35,6 @@ source servers are matched by awsInstanceID by the emulator; the index and view 
 from __future__ import annotations
 
 import ipaddress
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -50,6 +47,7 @@ from botocore.exceptions import ClientError
 from drcore import tags as tagnames
 from drcore.registry import CustomerEntry, EnvironmentEntry, parameter_name
 
+from .admin import post_admin
 from .emulators.ssm_automation import seed_hooks
 from .estate import Customer, Environment, Estate, EstateServer, customer_network, dr_ip
 from .seed_eks import seed_eks
@@ -105,10 +103,6 @@ class SeedSummary:
         return ", ".join(f"{n.replace('_', ' ')}: {v}" for n, v in self.counts().items())
 
 
-class SeedError(RuntimeError):
-    pass
-
-
 def external_id(customer: str) -> str:
     return f"dr-{customer}"
 
@@ -129,20 +123,6 @@ def customer_entry(estate: Estate, customer: Customer) -> CustomerEntry:
         role_name=WORKLOAD_ROLE,
         external_id=external_id(customer.name),
     )
-
-
-def _post(endpoint_url: str, path: str, payload: Any) -> Any:
-    request = urllib.request.Request(
-        endpoint_url.rstrip("/") + path,
-        data=json.dumps(payload).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as err:
-        raise SeedError(f"POST {path} answered {err.code}: {err.read().decode()}") from None
 
 
 def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
@@ -315,7 +295,7 @@ class _Seeder:
 
         for start in range(0, len(servers), 500):
             chunk = servers[start : start + 500]
-            answer = _post(
+            answer = post_admin(
                 self.url,
                 "/_sandbox/drs/source-servers",
                 {
@@ -390,7 +370,7 @@ class _Seeder:
         regions = {r for pair in self.estate.regions.items() for r in pair}
         for account in sorted({c.account for c in self.estate.customers}):
             for region in sorted(regions):
-                _post(
+                post_admin(
                     self.url,
                     "/_sandbox/service-quotas",
                     {"account": account, "region": region, "service_code": "drs", "quotas": values},
@@ -467,7 +447,7 @@ class _Seeder:
             "drs_launch_seconds": list(self.estate.timing.drs_launch_seconds),
             **self.estate.faults.model_dump(),
         }
-        _post(self.url, "/_sandbox/config", config)
+        post_admin(self.url, "/_sandbox/config", config)
         self.quotas()
         ssm = self.client(self.orchestration, "ssm", self.region)
         for customer in self.estate.customers:

@@ -24,9 +24,6 @@ by name, the health check by its caller reference, records are UPSERTed.
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -36,6 +33,7 @@ from botocore.exceptions import ClientError
 
 from drcore import tags as T
 
+from .admin import post_admin
 from .estate import Customer, Environment, Estate
 from .estate_eks import EksCluster
 
@@ -47,20 +45,6 @@ ZONE_SUFFIX = "sandbox.example"
 STRATEGY = "eks-dns"
 RTO_MINUTES = "60"
 RPO_MINUTES = "15"
-
-
-def _post(url: str, path: str, payload: Any) -> Any:
-    request = urllib.request.Request(
-        url.rstrip("/") + path,
-        data=json.dumps(payload).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as err:
-        raise RuntimeError(f"POST {path} answered {err.code}: {err.read().decode()}") from None
 
 
 def ingress(cluster: str, region: str) -> str:
@@ -217,7 +201,7 @@ class _EksSeeder:
                     "available": available,
                 }
             )
-        _post(
+        post_admin(
             self.url,
             "/_sandbox/eks/clusters",
             {

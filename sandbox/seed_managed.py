@@ -33,8 +33,6 @@ Idempotent: file systems are found by creation token, load balancers by name
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 import boto3
@@ -43,6 +41,7 @@ from botocore.exceptions import ClientError
 
 from drcore import tags as T
 
+from .admin import post_admin
 from .estate import Customer, Environment, Estate, EstateServer
 from .estate_managed import CacheSpec, EfsSpec, FsxOntapSpec, LoadBalancerSpec, TagValue
 
@@ -67,20 +66,6 @@ def external_id(customer: str) -> str:
 
 def role_arn(account: str) -> str:
     return f"arn:aws:iam::{account}:role/{WORKLOAD_ROLE}"
-
-
-def _post(url: str, path: str, payload: Any) -> Any:
-    request = urllib.request.Request(
-        url.rstrip("/") + path,
-        data=json.dumps(payload).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as err:
-        raise RuntimeError(f"POST {path} answered {err.code}: {err.read().decode()}") from None
 
 
 def service_zone(customer: str, environment: str) -> str:
@@ -193,7 +178,7 @@ class _ManagedSeeder:
                 efs_p.create_replication_configuration(
                     SourceFileSystemId=source, Destinations=[{"Region": dr, "FileSystemId": dr_id}]
                 )
-            _post(
+            post_admin(
                 self.url,
                 "/_sandbox/efs/replication",
                 {
@@ -255,7 +240,7 @@ class _ManagedSeeder:
                 ONTAP_FAILBACK: "resync",
             }
             self.fsx_file_system(fsx_p, spec.name, _tags(tags, spec.tags))
-            _post(
+            post_admin(
                 self.url,
                 "/_sandbox/ontap/file-systems",
                 {

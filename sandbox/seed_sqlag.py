@@ -18,9 +18,7 @@ UPSERTed, and registering a group again replaces its emulated state.
 
 from __future__ import annotations
 
-import json
 import threading
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -30,6 +28,7 @@ from botocore.config import Config
 from drcore import tags as T
 from services.sqlag import config as C
 
+from .admin import post_admin
 from .estate import Customer, Environment, Estate
 from .estate_sqlag import SqlAgSpec, TagValue
 
@@ -104,7 +103,7 @@ class _SqlSeeder:
         environments = [e for e in customer.environments if e.sql_ags]
         for env in environments:
             registrations += self.environment(customer, env, creds)
-        _post(
+        post_admin(
             self.url, "/_sandbox/ssm/sql-ags", {"account": customer.account, "ags": registrations}
         )
         return sum(len(env.sql_ags) for env in environments)
@@ -298,17 +297,6 @@ def _upsert(route53: Any, zone_id: str, name: str, ip: str) -> None:
             ]
         },
     )
-
-
-def _post(url: str, path: str, payload: Any) -> Any:
-    request = urllib.request.Request(
-        url + path,
-        data=json.dumps(payload).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read() or b"null")
 
 
 def seed_sqlag(estate: Estate, endpoint_url: str, region: str = "us-east-2") -> int:

@@ -569,7 +569,8 @@ def seed_hooks(estate: Any, endpoint_url: str, orchestration_region: str = "us-e
     account). Returns the number of documents. Idempotent."""
     from services.coordinator.hooks import HookConfig, HookSpec, hook_parameter_name
 
-    from ..seed import CALLER_SEED, DUMMY_KEY, _post, external_id, role_arn
+    from ..admin import post_admin
+    from ..seed import CALLER_SEED, DUMMY_KEY, external_id, role_arn
 
     config = Config(retries={"mode": "standard", "max_attempts": 5}, user_agent_extra=CALLER_SEED)
     plain = {"aws_access_key_id": DUMMY_KEY, "aws_secret_access_key": DUMMY_KEY}
@@ -625,7 +626,7 @@ def seed_hooks(estate: Any, endpoint_url: str, orchestration_region: str = "us-e
                     "seconds": hook.seconds,
                     "message": hook.message,
                 }
-            _post(
+            post_admin(
                 endpoint_url,
                 "/_sandbox/ssm/automation",
                 {"account": customer.account, "region": dr_region, "documents": behaviours},
