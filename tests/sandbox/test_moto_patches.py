@@ -157,3 +157,132 @@ def test_given_many_queries_then_moto_keeps_no_copy_of_their_items(aws: object) 
     buckets = len(FakeBucket.instances_tracked)  # type: ignore[attr-defined]
     boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="dr-sandbox-tracked")
     assert len(FakeBucket.instances_tracked) == buckets + 1  # type: ignore[attr-defined]
+
+
+def _table(dynamodb: Any, name: str, range_key: bool) -> None:
+    keys = [("pk", "HASH")] + ([("sk", "RANGE")] if range_key else [])
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": a, "KeyType": t} for a, t in keys],
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a, _ in keys],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def _items(dynamodb: Any, name: str) -> list[dict[str, Any]]:
+    return sorted(
+        dynamodb.scan(TableName=name)["Items"], key=lambda i: (i["pk"]["S"], i.get("sk", {}))
+    )
+
+
+@pytest.mark.parametrize("range_key", [False, True])
+def test_given_a_cancelled_transaction_then_no_item_changed_and_a_valid_one_applies(
+    aws: object, range_key: bool
+) -> None:
+    """The sandbox restores the items a cancelled transaction touched (moto copies tables)."""
+    from botocore.exceptions import ClientError
+
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    _table(dynamodb, "t", range_key)
+    sk = {"sk": {"S": "1"}} if range_key else {}
+    dynamodb.put_item(TableName="t", Item={"pk": {"S": "a"}, **sk, "n": {"N": "1"}})
+    dynamodb.put_item(TableName="t", Item={"pk": {"S": "b"}, **sk, "n": {"N": "1"}})
+    before = _items(dynamodb, "t")
+    update = {
+        "Update": {
+            "TableName": "t",
+            "Key": {"pk": {"S": "a"}, **sk},
+            "UpdateExpression": "SET n = n + :one",
+            "ExpressionAttributeValues": {":one": {"N": "1"}},
+        }
+    }
+    put_new = {"Put": {"TableName": "t", "Item": {"pk": {"S": "c"}, **sk, "n": {"N": "9"}}}}
+    delete = {"Delete": {"TableName": "t", "Key": {"pk": {"S": "b"}, **sk}}}
+    failing = {
+        "ConditionCheck": {
+            "TableName": "t",
+            "Key": {"pk": {"S": "b"}, **sk},
+            "ConditionExpression": "n = :two",
+            "ExpressionAttributeValues": {":two": {"N": "2"}},
+        }
+    }
+    with pytest.raises(ClientError) as cancelled:
+        dynamodb.transact_write_items(TransactItems=[update, put_new, failing])
+    assert cancelled.value.response["Error"]["Code"] == "TransactionCanceledException"
+    reasons = [r["Code"] for r in cancelled.value.response["CancellationReasons"]]
+    assert reasons == ["None", "None", "ConditionalCheckFailed"]
+    assert _items(dynamodb, "t") == before  # a's update and c's put were both undone
+    with pytest.raises(ClientError):
+        dynamodb.transact_write_items(TransactItems=[update, delete, failing])
+    assert _items(dynamodb, "t") == before  # b's delete undone too
+
+    dynamodb.transact_write_items(TransactItems=[update, put_new, delete])
+    after = {i["pk"]["S"]: i["n"]["N"] for i in _items(dynamodb, "t")}
+    assert after == {"a": "2", "c": "9"}
+
+
+def test_given_several_partitions_then_a_query_pages_through_its_own_in_order(
+    aws: object,
+) -> None:
+    """The sandbox queries one partition's items (moto lists and sorts the whole table)."""
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    dynamodb.create_table(
+        TableName="r",
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk", "g")
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-g",
+                "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for pk in ("a", "b", "c"):
+        for n in (3, 1, 2, 5, 4):
+            item = {"pk": {"S": pk}, "sk": {"S": f"{n:02d}"}, "g": {"S": f"g{n % 2}"}}
+            dynamodb.put_item(TableName="r", Item=item)
+
+    def sks(**extra: Any) -> list[str]:
+        found: list[str] = []
+        start: dict[str, Any] | None = None
+        while True:
+            page = dynamodb.query(
+                TableName="r",
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": "b"}},
+                Limit=2,
+                **extra,
+                **({"ExclusiveStartKey": start} if start else {}),
+            )
+            assert all(i["pk"]["S"] == "b" for i in page["Items"])
+            found += [i["sk"]["S"] for i in page["Items"]]
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return found
+
+    assert sks() == ["01", "02", "03", "04", "05"]
+    assert sks(ScanIndexForward=False) == ["05", "04", "03", "02", "01"]
+    missing = dynamodb.query(
+        TableName="r",
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "z"}},
+    )
+    assert missing["Items"] == []
+    # an index still sees every partition
+    odd = dynamodb.query(
+        TableName="r",
+        IndexName="by-g",
+        KeyConditionExpression="g = :g",
+        ExpressionAttributeValues={":g": {"S": "g1"}},
+    )
+    assert sorted((i["pk"]["S"], i["sk"]["S"]) for i in odd["Items"]) == [
+        (pk, f"{n:02d}") for pk in ("a", "b", "c") for n in (1, 3, 5)
+    ]
+    assert len(dynamodb.scan(TableName="r")["Items"]) == 15
