@@ -129,6 +129,12 @@ def main() -> None:
         "e.g. coordinator,discovery,drs,metrics to measure them without the others' load",
     )
     parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="serve the sandbox endpoint (moto, emulators) in this process, sharing one "
+        "interpreter with the handlers, instead of its own process",
+    )
+    parser.add_argument(
         "--strategies",
         default="",
         help="comma-separated recovery strategies to plan (default: the settings'); the critical "
@@ -148,6 +154,7 @@ def main() -> None:
     from drcore.state import read_operation
     from events.schemas import ApprovalMode, OperationRequested, OperationType, Source
     from sandbox.daemon import Sandbox
+    from sandbox.endpoint import SandboxEndpoint
     from sandbox.estate import load_estate
     from sandbox.seed import seed_estate
     from services.discovery.app import build_plan_for
@@ -161,7 +168,7 @@ def main() -> None:
         daemon.SERVICES = tuple(s for s in daemon.SERVICES if s.name in wanted)
     estate = load_estate(args.estate)
     estate = estate.model_copy(update={"customers": estate.customers[: args.customers]})
-    sandbox = Sandbox.start(port=0)
+    sandbox = Sandbox.start(port=0, endpoint_process=not args.in_process)
     url = sandbox.url
     try:
         started = time.perf_counter()
@@ -240,11 +247,17 @@ def main() -> None:
         stats = admin(url, "/_sandbox/stats")
         handler_calls = by_handler.per_server(max(1, len(estate.servers())))
         function_calls = by_handler.functions_per_server(max(1, len(estate.servers())))
-        launches = sandbox.endpoint.app.drs.launch_plans()
+        launches = admin(url, "/_sandbox/drs/launches")
         archive_after = events.describe_archive(ArchiveName="dr-orchestration-archive")[
             "EventCount"
         ]
 
+        runtime_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak_memory = (
+            {"runtime_and_endpoint": runtime_mb}
+            if isinstance(sandbox.endpoint, SandboxEndpoint)
+            else {"runtime": runtime_mb, "endpoint": sandbox.endpoint.peak_memory_mb()}
+        )
         # Critical path per operation: sum over waves of the slowest emulated launch.
         slowest: dict[tuple[str, int], float] = defaultdict(float)
         first_launch: dict[tuple[str, int], datetime] = {}
@@ -366,7 +379,9 @@ def main() -> None:
             "aws_calls_per_server_by_function": function_calls,
             "events_per_server": (archive_after - archive_before) / servers if servers else None,
             "handler_cpu_per_record": cpu,
-            "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_memory_mb": sum(v for v in peak_memory.values() if v is not None),
+            "peak_memory_mb_by_process": peak_memory,
+            "endpoint_in_process": args.in_process,
             "runtime_errors": len(sandbox.runtime.errors),
             # The last lines of the first few tracebacks: enough to tell what went wrong.
             "runtime_error_samples": [

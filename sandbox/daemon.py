@@ -16,15 +16,16 @@ from drcore.settings import Settings
 from services.catalog import SERVICES
 
 from .emf import EmfBridge
-from .endpoint import SandboxEndpoint
+from .endpoint import EndpointProcess, SandboxEndpoint
 from .runtime import Deployed, Runtime, build_orchestration, connect_workload_account
 
 
 @dataclass
 class Sandbox:
-    """Everything the sandbox runs, in one process (also used in-process by tests)."""
+    """Everything the sandbox runs: in one process (also used in-process by tests), or with the
+    endpoint in a child process (`endpoint_process`, the benchmark)."""
 
-    endpoint: SandboxEndpoint
+    endpoint: SandboxEndpoint | EndpointProcess
     runtime: Runtime
     deployed: Deployed
     settings: Settings
@@ -36,9 +37,14 @@ class Sandbox:
 
     @classmethod
     def start(
-        cls, host: str = "127.0.0.1", port: int = 4566, workers_per_service: int = 2
+        cls,
+        host: str = "127.0.0.1",
+        port: int = 4566,
+        workers_per_service: int = 2,
+        endpoint_process: bool = False,
     ) -> Sandbox:
-        endpoint = SandboxEndpoint()
+        """`endpoint_process`: serve the endpoint from a child process (its own core)."""
+        endpoint = EndpointProcess() if endpoint_process else SandboxEndpoint()
         url = endpoint.start(host=host, port=port)
         # Handlers run in this process and find the endpoint through ordinary configuration.
         os.environ["AWS_ENDPOINT_URL"] = url

@@ -39,6 +39,9 @@ connection`); the estate seeder is not affected. Admin paths under `/_sandbox/`:
                                            "relationships"} (emulated ONTAP SnapMirror, served
                                            under /_ontap/<file system id>/api/...)
     POST /_sandbox/reset                  clears moto and the emulators
+    GET  /_sandbox/drs/launches           every launch the DRS emulator planned (duration,
+                                          outcome, job tags, created_at): the benchmark's
+                                          critical path
 
 EKS add-on calls (`/clusters/{name}/addons...`) and Route 53 `TestDNSAnswer` go to emulators
 (moto lacks them); the rest of EKS and Route 53 to moto. `/_k8s/...` is the emulated Kubernetes
@@ -52,14 +55,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import functools
 import io
 import json
 import logging
 import os
 import re
+import shutil
 import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -439,6 +446,8 @@ class SandboxApp:
                 return _json(self.ontap.configure(_body_json(request)))
             if route == ("POST", "/_sandbox/efs/replication"):
                 return _json(self.efs_replication.configure(_body_json(request)))
+            if route == ("GET", "/_sandbox/drs/launches"):
+                return _json(self.drs.launch_plans())
             if route == ("POST", "/_sandbox/reset"):
                 self.reset()
                 return _json({"status": "reset"})
@@ -546,6 +555,95 @@ class SandboxEndpoint:
         self.stop()
 
 
+class EndpointProcess:
+    """The same endpoint served by `python -m sandbox.endpoint` in a child process.
+
+    moto, the emulators and the handlers all run Python under one interpreter lock: in one
+    process they share one core. The benchmark serves the endpoint from its own process, as AWS
+    is not on the orchestration's machine, so that the handlers' own time is what it measures.
+    State lives in the child: everything goes through HTTP (the admin paths included)."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[str] | None = None
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            raise RuntimeError("the sandbox endpoint is not started")
+        return self._url
+
+    def start(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> str:
+        if self._process is not None:
+            return self.url
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sandbox.endpoint",
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--parent-pid",
+                str(os.getpid()),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._process = process
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line.startswith(URL_LINE):
+            self.stop()
+            raise RuntimeError(f"the sandbox endpoint process did not start (it printed {line!r})")
+        self._url = line[len(URL_LINE) :].strip()
+        # Whatever the child prints later (moto writes some warnings to stdout) goes to ours,
+        # and never fills the pipe.
+        threading.Thread(
+            target=shutil.copyfileobj,
+            args=(process.stdout, sys.stdout),
+            name="sandbox-endpoint-output",
+            daemon=True,
+        ).start()
+        return self._url
+
+    def peak_memory_mb(self) -> float | None:
+        """The child's peak resident memory so far (Linux's VmHWM), None where unknown."""
+        if self._process is None:
+            return None
+        try:
+            with open(f"/proc/{self._process.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            return None
+        return None
+
+    def stop(self) -> None:
+        process, self._process, self._url = self._process, None, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+URL_LINE = "sandbox endpoint: "
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _exit_with_parent(parent_pid: int) -> bool:
+    """Ask Linux for SIGTERM when the parent dies; False if it is already gone."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    return os.getppid() == parent_pid
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox.endpoint", description="Serve the local AWS sandbox endpoint."
@@ -553,7 +651,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--verbose", action="store_true", help="log every request")
+    parser.add_argument(
+        "--parent-pid",
+        type=int,
+        help="stop when this process ends (Linux), so that no endpoint outlives its user",
+    )
     args = parser.parse_args(argv)
+    if args.parent_pid is not None and not _exit_with_parent(args.parent_pid):
+        return 0
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -567,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     endpoint = SandboxEndpoint()
     url = endpoint.start(args.host, args.port)
-    print(f"sandbox endpoint: {url}", flush=True)
+    print(f"{URL_LINE}{url}", flush=True)
     try:
         while not stop.wait(0.5):
             pass
