@@ -382,6 +382,23 @@ class BotoWorkload:
                 )
         return None
 
+    def instances_tagged(self, tags: Mapping[str, str]) -> dict[str, Instance]:
+        def collect() -> dict[str, Instance]:
+            filters = [{"Name": f"tag:{key}", "Values": [value]} for key, value in tags.items()]
+            pages = self._c("ec2").get_paginator("describe_instances").paginate(Filters=filters)
+            return {
+                item["InstanceId"]: Instance(
+                    instance_id=item["InstanceId"],
+                    private_ip=item.get("PrivateIpAddress"),
+                    tags=_tags(item.get("Tags")),
+                )
+                for page in pages
+                for reservation in page.get("Reservations", [])
+                for item in reservation.get("Instances", [])
+            }
+
+        return _aws(collect)
+
     # Route 53
 
     def zone(self, zone: str) -> Zone | None:

@@ -15,6 +15,7 @@ its A record in the customer's private hosted zone is UPSERTed to the server's n
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,7 @@ from .ports import (
     FileSystem,
     FsxFileSystem,
     GlobalDatastore,
+    Instance,
     Ledger,
     LoadBalancer,
     Ontap,
@@ -230,6 +232,10 @@ class ManagedRecovery:
         self.lease_seconds = lease_seconds
         self.pending_seconds = pending_seconds
         self.clock = clock
+        # The environment's instances in one region, read once per operation (see _server_tags).
+        self._environment_instances: OrderedDict[
+            tuple[str, str, str], dict[str, Instance] | None
+        ] = OrderedDict()
 
     def primary_for(self, job: Job) -> Workloads:
         """Failback writes in the primary region: full retries there."""
@@ -458,6 +464,12 @@ class ManagedRecovery:
         # one read per server while the region is up.
         source = [p for p, dr in entry.regions.items() if dr == event.dr_region]
         regions = [*source, event.dr_region, *entry.regions.keys(), *entry.regions.values()]
+        # Where the server is expected, the operation's environment is read once (every server
+        # of a wave recovers into the same question): one call per operation, not per server.
+        # A server not found there is read on its own, as before.
+        known = self._instances_of(entry, event, regions[0])
+        if known is not None and event.resource_id in known:
+            return dict(known[event.resource_id].tags)
         for region in dict.fromkeys(regions):
             try:
                 found = self.workloads.get(entry, region).instance(event.resource_id)
@@ -470,6 +482,28 @@ class ManagedRecovery:
         except AwsError:
             return None
         return dict(twin.tags) if twin is not None else None
+
+    def _instances_of(
+        self, entry: CustomerEntry, event: ResourceRecovered, region: str
+    ) -> dict[str, Instance] | None:
+        """The operation's environment's instances in `region` (None: unreadable there)."""
+        key = (event.operation_id, entry.account, region)
+        if key not in self._environment_instances:
+            scope = {T.CUSTOMER: event.customer, T.ENVIRONMENT: event.environment}
+            try:
+                found: dict[str, Instance] | None = self.workloads.get(
+                    entry, region
+                ).instances_tagged(scope)
+            except AwsError:
+                found = None
+            self._environment_instances[key] = found
+            while len(self._environment_instances) > ENVIRONMENTS_REMEMBERED:
+                self._environment_instances.popitem(last=False)
+        return self._environment_instances[key]
+
+
+# Operations whose environment's instances a warm container keeps (a few at once in practice).
+ENVIRONMENTS_REMEMBERED = 64
 
 
 def _stored(result: str) -> Detail:

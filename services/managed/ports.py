@@ -263,6 +263,9 @@ class Workload(Protocol):
 
     # EC2 (servers recovered by drs)
     def instance(self, instance_id: str) -> Instance | None: ...
+    def instances_tagged(self, tags: Mapping[str, str]) -> dict[str, Instance]:
+        """Every instance carrying all of `tags`, by instance id (every page)."""
+        ...
 
     # Route 53 (global control plane, reached through the account's client)
     def zone(self, zone: str) -> Zone | None: ...

@@ -28,6 +28,7 @@ from events.schemas import (
     Strategy,
     WaveStarted,
 )
+from sandbox.seed import DEFAULT_IMAGE
 from services.managed.app import ManagedService
 
 pytestmark = [
@@ -361,6 +362,34 @@ def test_given_a_drs_recovered_server_then_its_a_record_follows_it(env: Any) -> 
     assert record["plain"]["ResourceRecords"] == [{"Value": "10.107.10.50"}]
     published = [e for e in drain(env) if e["detail-type"] == "DnsRecordUpdated"]
     assert len(published) == 2 and published[0]["detail"] == published[1]["detail"]
+
+
+def test_given_tags_then_every_instance_carrying_them_and_no_other_is_listed(env: Any) -> None:
+    ec2 = workload("ec2", PRIMARY)
+    other_environment = [
+        {"Key": "Customer", "Value": CUSTOMER},
+        {"Key": "Environment", "Value": "staging"},
+    ]
+    ec2.run_instances(
+        ImageId=DEFAULT_IMAGE,
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": other_environment}],
+    )
+    every = {
+        i["InstanceId"]: {t["Key"]: t["Value"] for t in i.get("Tags", [])}
+        for r in ec2.describe_instances()["Reservations"]
+        for i in r["Instances"]
+    }
+    scope = {"Customer": CUSTOMER, "Environment": "production"}
+    expected = {i for i, tags in every.items() if scope.items() <= tags.items()}
+    service_workload = env.service.domain.workloads.get(
+        env.service.domain.registry.customer(CUSTOMER), PRIMARY
+    )
+    listed = service_workload.instances_tagged(scope)
+    assert expected and set(listed) == expected
+    assert len(expected) < len(every)  # the staging server is left out
+    assert all(listed[i].tags == every[i] for i in listed)
 
 
 def test_given_a_regional_cache_when_failing_over_then_its_endpoint_record_switches(

@@ -3,6 +3,7 @@ and the DNS record that follows a server recovered by drs."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -70,6 +71,7 @@ class World:
     slow_delete: bool = False
     calls: list[tuple[str, ...]] = field(default_factory=list)
     instance_reads: list[tuple[str, str]] = field(default_factory=list)
+    environment_reads: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
 
 class FakeWorkload:
@@ -191,6 +193,15 @@ class FakeWorkload:
         self.world.instance_reads.append((self.region, instance_id))
         self._up()
         return self.world.instances.get((self.region, instance_id))
+
+    def instances_tagged(self, tags: Mapping[str, str]) -> dict[str, Instance]:
+        self.world.environment_reads.append((self.region, dict(tags)))
+        self._up()
+        return {
+            instance_id: instance
+            for (region, instance_id), instance in self.world.instances.items()
+            if region == self.region and tags.items() <= instance.tags.items()
+        }
 
     def zone(self, zone: str) -> Zone | None:
         return self.world.zones.get(zone)
@@ -600,16 +611,50 @@ def test_given_a_server_with_a_record_when_drs_recovers_it_then_the_record_follo
     )
     assert world.calls == [("upsert", "Z9", "app.acme.internal.", "10.101.10.5")]
     assert results.published == [first, first]
-    # the server's tags are read where it was recovered from, once per delivery
-    assert world.instance_reads == [(P, "i-1"), (P, "i-1")]
+    # the tags come from one read of the environment where the server was recovered from
+    assert world.environment_reads == [(P, SCOPE)]
+    assert world.instance_reads == []
 
 
-def test_given_a_server_without_a_record_then_one_read_and_nothing_changes() -> None:
+def test_given_a_server_without_a_record_then_nothing_changes() -> None:
     world = server_world(None)
     domain, results, _ = harness(world)
     assert domain.server_recovered(recovered_server()) is None
+    assert world.environment_reads == [(P, SCOPE)] and world.instance_reads == []
+    assert world.calls == [] and results.published == []
+
+
+def test_given_many_servers_of_an_operation_then_the_environment_is_read_once() -> None:
+    world = server_world("acme.internal/app.acme.internal")
+    for n in range(2, 6):
+        world.instances[(P, f"i-{n}")] = replace(world.instances[(P, "i-1")], instance_id=f"i-{n}")
+    domain, _, _ = harness(world)
+    for n in range(1, 6):
+        domain.server_recovered(recovered_server().model_copy(update={"resource_id": f"i-{n}"}))
+    assert world.environment_reads == [(P, SCOPE)] and world.instance_reads == []
+    # another operation reads it again (its own snapshot)
+    domain.server_recovered(recovered_server().model_copy(update={"operation_id": "op-unit-9"}))
+    assert len(world.environment_reads) == 2
+
+
+def test_given_the_server_is_not_in_the_environment_read_then_it_is_read_on_its_own() -> None:
+    world = server_world("acme.internal/app.acme.internal", {"Customer": "other"})
+    domain, results, _ = harness(world)
+    # out of scope: not in the environment's read, read alone, then refused by the scope check
+    assert domain.server_recovered(recovered_server()) is None
     assert world.instance_reads == [(P, "i-1")]
     assert world.calls == [] and results.published == []
+
+
+def test_given_the_source_region_is_down_then_the_server_is_read_where_it_answers() -> None:
+    world = server_world("acme.internal/app.acme.internal")
+    world.instances[(D, "i-1")] = world.instances.pop((P, "i-1"))
+    world.down.add(P)
+    domain, results, _ = harness(world)
+    updated = domain.server_recovered(recovered_server())
+    assert results.published == [updated]
+    assert isinstance(updated, DnsRecordUpdated)
+    assert (P, "i-1") in world.instance_reads and (D, "i-1") in world.instance_reads
 
 
 @pytest.mark.parametrize(
