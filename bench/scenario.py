@@ -151,7 +151,7 @@ def main() -> None:
 
     from drcore.aws import AwsClients
     from drcore.publisher import EventPublisher
-    from drcore.state import read_operation
+    from drcore.state import META, OperationState, op_pk, read_operation
     from events.schemas import ApprovalMode, OperationRequested, OperationType, Source
     from sandbox.daemon import Sandbox
     from sandbox.endpoint import SandboxEndpoint
@@ -223,7 +223,15 @@ def main() -> None:
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
             for request in requests:
-                if request.operation_id in views and views[request.operation_id].terminal:
+                if request.operation_id in views:
+                    continue
+                # The operation's state alone while it runs (reading all of its records every
+                # second would load the endpoint the orchestration is measured on); all of it
+                # once it has ended.
+                meta = table.get_item(
+                    Key={"pk": op_pk(request.operation_id), "sk": META}, ConsistentRead=True
+                ).get("Item")
+                if meta is None or not OperationState(meta["state"]).terminal:
                     continue
                 view = read_operation(table, request.operation_id)
                 if view is not None:
