@@ -129,6 +129,12 @@ def main() -> None:
         "e.g. coordinator,discovery,drs,metrics to measure them without the others' load",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=5,
+        help="concurrent batches per service's queue (Lambda's SQS poller starts with five)",
+    )
+    parser.add_argument(
         "--in-process",
         action="store_true",
         help="serve the sandbox endpoint (moto, emulators) in this process, sharing one "
@@ -168,7 +174,9 @@ def main() -> None:
         daemon.SERVICES = tuple(s for s in daemon.SERVICES if s.name in wanted)
     estate = load_estate(args.estate)
     estate = estate.model_copy(update={"customers": estate.customers[: args.customers]})
-    sandbox = Sandbox.start(port=0, endpoint_process=not args.in_process)
+    sandbox = Sandbox.start(
+        port=0, workers_per_service=args.workers, endpoint_process=not args.in_process
+    )
     url = sandbox.url
     try:
         started = time.perf_counter()
@@ -390,6 +398,7 @@ def main() -> None:
             "peak_memory_mb": sum(v for v in peak_memory.values() if v is not None),
             "peak_memory_mb_by_process": peak_memory,
             "endpoint_in_process": args.in_process,
+            "workers_per_service": args.workers,
             "runtime_errors": len(sandbox.runtime.errors),
             # The last lines of the first few tracebacks: enough to tell what went wrong.
             "runtime_error_samples": [
