@@ -59,6 +59,14 @@ class AwsClients:
     def settings(self) -> Settings:
         return self._settings
 
+    def with_settings(self, settings: Settings) -> AwsClients:
+        """Clients with other settings (fewer retries, say) built from this same session, under
+        the same lock: the service models this session has loaded are not loaded again (a new
+        session reads them from disk: about 0.3 s for EC2's alone)."""
+        derived = AwsClients(settings, self._session, self._config.user_agent_extra)
+        derived._lock = self._lock
+        return derived
+
     def client(self, service: str, region: str | None = None) -> Any:
         """A client in the orchestration account."""
         region = region or self._settings.orchestration_region

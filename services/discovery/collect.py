@@ -59,11 +59,11 @@ class CollectionFailed(RuntimeError):
 
 
 def primary_region_clients(clients: AwsClients, settings: Settings) -> AwsClients:
-    """Clients for calls into primary regions: the same settings with fewer retries, and the
-    same user agent (so the sandbox counts an operator's calls as the operator's)."""
+    """Clients for calls into primary regions: the same settings with fewer retries, the same
+    session and the same user agent (so the sandbox counts an operator's calls as the
+    operator's)."""
     reduced = settings.model_copy(update={"max_attempts": settings.primary_region_retries})
-    agent = clients.client("sts").meta.config.user_agent_extra
-    return AwsClients(reduced, user_agent_extra=agent)
+    return clients.with_settings(reduced)
 
 
 class InventoryCollector:
