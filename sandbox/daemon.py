@@ -16,7 +16,7 @@ from drcore.settings import Settings
 from services.catalog import SERVICES
 
 from .emf import EmfBridge
-from .endpoint import EndpointProcess, SandboxEndpoint
+from .endpoint import EndpointProcess, SandboxApp, SandboxEndpoint
 from .runtime import Deployed, Runtime, build_orchestration, connect_workload_account
 
 
@@ -34,6 +34,13 @@ class Sandbox:
     @property
     def url(self) -> str:
         return self.endpoint.url
+
+    @property
+    def app(self) -> SandboxApp:
+        """The in-process endpoint's application (the emulators' state), for tests."""
+        if not isinstance(self.endpoint, SandboxEndpoint):
+            raise RuntimeError("the endpoint runs in its own process: use its admin paths")
+        return self.endpoint.app
 
     @classmethod
     def start(

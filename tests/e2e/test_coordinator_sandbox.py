@@ -551,9 +551,7 @@ def test_a_lost_resource_result_is_recovered_by_the_reconciler(
     assert sandbox.runtime.stats["coordinator"].dropped_records == 1
     # and drs launched each server once
     launches = [
-        p
-        for p in sandbox.endpoint.app.drs.launch_plans()
-        if p.get("tags", {}).get("dr:operation-id") == op
+        p for p in sandbox.app.drs.launch_plans() if p.get("tags", {}).get("dr:operation-id") == op
     ]
     assert len(launches) == 2
 

@@ -516,7 +516,7 @@ def test_given_low_quotas_when_three_customers_fail_over_at_once_then_no_job_exc
     for status in results:
         assert status["state"] == "COMPLETED", status
         assert {r["state"] for r in status["resources"]} == {"RECOVERED"}
-    usage = sandbox.endpoint.app.drs.quota_usage()[f"{QUOTA_ACCOUNT}/{DR}"]
+    usage = sandbox.app.drs.quota_usage()[f"{QUOTA_ACCOUNT}/{DR}"]
     assert usage["refusals"] == 0
     assert usage["largest_job"] <= 3
     assert usage["peak_jobs"] <= 2

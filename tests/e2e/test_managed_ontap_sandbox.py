@@ -72,7 +72,7 @@ def snapmirror(sandbox: Sandbox, customer: str) -> dict[str, str]:
     """Destination path -> state, as the DR file system's ONTAP API reports them."""
     fsx = workload(sandbox, customer, "fsx", DR)
     [dr_fs] = fsx.describe_file_systems()["FileSystems"]
-    return sandbox.endpoint.app.ontap.state(dr_fs["FileSystemId"])
+    return sandbox.app.ontap.state(dr_fs["FileSystemId"])
 
 
 def global_roles(sandbox: Sandbox, customer: str) -> dict[str, str]:
