@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import secrets
 import sys
+import time
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn
@@ -259,6 +260,10 @@ def failover(
     _follow(context, request.operation_id, output, timeout, plan=notice)
 
 
+# How long `watch` waits for a just-requested operation to be recorded.
+RECORDING_GRACE_SECONDS = 30.0
+
+
 @app.command()
 def status(
     ctx: typer.Context,
@@ -288,10 +293,17 @@ def watch(
     output: OutputOption = Output.TEXT,
     timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 6 * 3600,
 ) -> None:
-    """Follow an operation live until it ends."""
+    """Follow an operation live until it ends (a just-requested one: once it is recorded)."""
     context: Context = ctx.obj
-    if _read(context, operation_id) is None:
-        _fail_usage(f"unknown operation {operation_id!r}")
+    # An operation requested a moment ago is recorded within seconds, later when its first
+    # delivery to the coordinator failed and is redelivered: wait that long before calling the
+    # id unknown.
+    grace = min(timeout, RECORDING_GRACE_SECONDS)
+    deadline = time.monotonic() + grace
+    while _read(context, operation_id) is None:
+        if time.monotonic() >= deadline:
+            _fail_usage(f"unknown operation {operation_id!r} (not recorded after {grace:.0f} s)")
+        time.sleep(0.5)
     _follow(context, operation_id, output, timeout)
 
 

@@ -274,6 +274,10 @@ def test_bad_input_is_refused_with_a_clear_error_and_disturbs_nothing(
     # An unknown operation
     missing = drctl(sandbox, "status", "op-does-not-exist", "-o", "json")
     assert missing.returncode == 2 and "op-does-not-exist" in missing.stderr
+    # watch waits a little for a just-requested operation to be recorded, then says unknown
+    unwatched = drctl(sandbox, "watch", "op-does-not-exist", "-o", "json", "--timeout", "1")
+    assert unwatched.returncode == 2 and "op-does-not-exist" in unwatched.stderr
+    assert "not recorded after 1 s" in unwatched.stderr
 
     # A malformed event on the bus lands in the consumers' dead-letter queues with its reason
     events = boto3.client("events", endpoint_url=sandbox.url, region_name="us-east-2")

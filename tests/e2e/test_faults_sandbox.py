@@ -78,6 +78,9 @@ def run_scenario(sandbox: Sandbox, name: str, account: str) -> dict[str, Any]:
         text=True,
         check=False,
     )
+    assert watched.stdout, (
+        f"drctl watch printed nothing (exit {watched.returncode}): {watched.stderr}"
+    )
     status: dict[str, Any] = json.loads(watched.stdout)
     status["jobs"] = _jobs(sandbox, account, operation_id)
     return status
