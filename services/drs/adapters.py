@@ -1230,7 +1230,7 @@ class DrsService:
             launch_retries=settings.drs_launch_retries,
             relaunch_backoff=settings.drs_relaunch_backoff,
             primary_workloads=BotoWorkloads(
-                AwsClients(
+                clients.with_settings(
                     settings.model_copy(
                         update={"max_attempts": settings.primary_region_retries + 1}
                     )

@@ -119,7 +119,7 @@ class ManagedService:
             ontap_poll_seconds=own.ontap_poll_seconds,
             sleep=time.sleep,
             primary_workloads=BotoWorkloads(
-                AwsClients(
+                clients.with_settings(
                     settings.model_copy(
                         update={"max_attempts": settings.primary_region_retries + 1}
                     )

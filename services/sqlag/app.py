@@ -109,7 +109,7 @@ class SqlAgService:
         settings = settings or Settings()
         clients = AwsClients(settings)
         # Reads in the primary region (which may be the region in outage) give up quickly.
-        primary_clients = AwsClients(
+        primary_clients = clients.with_settings(
             settings.model_copy(update={"max_attempts": settings.primary_region_retries + 1})
         )
         recovery = SqlAgRecovery(
