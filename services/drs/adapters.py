@@ -18,13 +18,13 @@ from typing import Any, TypeVar
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
-    idempotent_function,
 )
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ValidationError
 
 from drcore import tags as T
 from drcore.aws import AccountAccess, AwsClients
+from drcore.idempotency import idempotent_parts
 from drcore.publisher import EventPublisher
 from drcore.registry import PARAMETER_PREFIX, CustomerEntry
 from drcore.settings import Settings
@@ -1155,31 +1155,6 @@ class EventResults:
 # --- assembly -------------------------------------------------------------------------------------
 
 
-def idempotent_parts(
-    recover: Callable[[WaveStarted], dict[str, Any]],
-    persistence: DynamoDBPersistenceLayer,
-    settings: Settings,
-) -> tuple[Callable[[WaveStarted], dict[str, Any]], IdempotencyConfig]:
-    """`recover` made idempotent on operation, wave, strategy, part and attempt."""
-    config = IdempotencyConfig(
-        event_key_jmespath="[operation_id, to_string(wave), strategy, to_string(part), "
-        "to_string(attempt)]",
-        expires_after_seconds=settings.idempotency_ttl_seconds,
-        raise_on_no_idempotency_key=True,
-    )
-
-    @idempotent_function(
-        data_keyword_argument="part",
-        persistence_store=persistence,
-        config=config,
-        key_prefix="drs-part",
-    )
-    def recover_part(part: WaveStarted) -> dict[str, Any]:
-        return recover(part)
-
-    return (lambda part: recover_part(part=part)), config
-
-
 @dataclass
 class DrsService:
     """What the handler calls: the domain, with parts made idempotent."""
@@ -1254,7 +1229,9 @@ class DrsService:
         persistence = DynamoDBPersistenceLayer(
             table_name=settings.idempotency_table, boto3_client=dynamodb
         )
-        recover, config = idempotent_parts(domain.recover_part, persistence, settings)
+        recover, config = idempotent_parts(
+            domain.recover_part, persistence, settings, key_prefix="drs-part"
+        )
         return cls(
             domain=domain,
             drills=drills,

@@ -10,12 +10,12 @@ from typing import Any
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
-    idempotent_function,
 )
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from drcore.aws import AwsClients
+from drcore.idempotency import idempotent_parts
 from drcore.publisher import EventPublisher
 from drcore.settings import Settings
 from events.schemas import WaveStarted
@@ -36,23 +36,6 @@ class EksSettings(BaseSettings):
     kubernetes_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     # How long the per-resource records (results, flip claims) are kept.
     record_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=3600)
-
-
-def _idempotent(
-    fn: Callable[[WaveStarted], dict[str, Any]],
-    persistence: DynamoDBPersistenceLayer,
-    config: IdempotencyConfig,
-) -> Callable[[WaveStarted], dict[str, Any]]:
-    @idempotent_function(
-        data_keyword_argument="part",
-        persistence_store=persistence,
-        config=config,
-        key_prefix="eks-part",
-    )
-    def run(part: WaveStarted) -> dict[str, Any]:
-        return fn(part)
-
-    return lambda part: run(part=part)
 
 
 @dataclass
@@ -93,14 +76,7 @@ class EksService:
         persistence = DynamoDBPersistenceLayer(
             table_name=settings.idempotency_table, boto3_client=dynamodb
         )
-        config = IdempotencyConfig(
-            event_key_jmespath="[operation_id, to_string(wave), strategy, to_string(part), "
-            "to_string(attempt)]",
-            expires_after_seconds=settings.idempotency_ttl_seconds,
-            raise_on_no_idempotency_key=True,
+        recover, config = idempotent_parts(
+            domain.recover_part, persistence, settings, key_prefix="eks-part"
         )
-        return cls(
-            domain=domain,
-            recover_part=_idempotent(domain.recover_part, persistence, config),
-            idempotency=config,
-        )
+        return cls(domain=domain, recover_part=recover, idempotency=config)

@@ -10,12 +10,12 @@ from typing import Any
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
-    idempotent_function,
 )
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from drcore.aws import AwsClients
+from drcore.idempotency import idempotent_parts
 from drcore.publisher import EventPublisher
 from drcore.settings import Settings
 from events.schemas import WaveStarted
@@ -57,31 +57,6 @@ class ManagedSettings(BaseSettings):
                 f"ontap_url_template {value!r} uses an unknown field: {error}"
             ) from None
         return value
-
-
-def idempotent_parts(
-    recover: Callable[[WaveStarted], dict[str, Any]],
-    persistence: DynamoDBPersistenceLayer,
-    settings: Settings,
-) -> tuple[Callable[[WaveStarted], dict[str, Any]], IdempotencyConfig]:
-    """`recover` made idempotent on operation, wave, strategy, part and attempt."""
-    config = IdempotencyConfig(
-        event_key_jmespath="[operation_id, to_string(wave), strategy, to_string(part), "
-        "to_string(attempt)]",
-        expires_after_seconds=settings.idempotency_ttl_seconds,
-        raise_on_no_idempotency_key=True,
-    )
-
-    @idempotent_function(
-        data_keyword_argument="part",
-        persistence_store=persistence,
-        config=config,
-        key_prefix="managed-part",
-    )
-    def recover_part(part: WaveStarted) -> dict[str, Any]:
-        return recover(part)
-
-    return (lambda part: recover_part(part=part)), config
 
 
 @dataclass
@@ -129,5 +104,7 @@ class ManagedService:
         persistence = DynamoDBPersistenceLayer(
             table_name=settings.idempotency_table, boto3_client=dynamodb
         )
-        recover, config = idempotent_parts(domain.recover_part, persistence, settings)
+        recover, config = idempotent_parts(
+            domain.recover_part, persistence, settings, key_prefix="managed-part"
+        )
         return cls(domain=domain, recover_part=recover, idempotency=config)

@@ -326,7 +326,7 @@ def test_given_a_redelivered_part_when_idempotent_then_second_delivery_launches_
     import boto3
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
-    from services.drs.adapters import idempotent_parts
+    from drcore.idempotency import idempotent_parts
 
     world = World()
     world.drs.add_server("i-1")
@@ -334,7 +334,9 @@ def test_given_a_redelivered_part_when_idempotent_then_second_delivery_launches_
         table_name=settings.idempotency_table,
         boto3_client=boto3.client("dynamodb", region_name=settings.orchestration_region),
     )
-    recover, _ = idempotent_parts(world.service.recover_part, persistence, settings)
+    recover, _ = idempotent_parts(
+        world.service.recover_part, persistence, settings, key_prefix="drs-part"
+    )
 
     first = recover(part(ref("i-1")))
     again = recover(part(ref("i-1")))
