@@ -166,8 +166,10 @@ def _journaled_transactions() -> None:
         saved: list[tuple[Any, Any, Any, Any]] = []
         for entry in transact_items[:100]:
             op = next(iter(entry.values()), None)
-            table = self.tables.get(op.get("TableName", "")) if isinstance(op, dict) else None
-            key = _item_key(table, op) if table is not None and isinstance(op, dict) else None
+            if not isinstance(op, dict):
+                continue
+            table = self.tables.get(op.get("TableName", ""))
+            key = _item_key(table, op) if table is not None else None
             if table is None or key is None:
                 continue
             before = table.get_item(*key)
@@ -228,7 +230,6 @@ def _remember_backends() -> None:
         return cache[host]
 
     DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
-    sqs_models.SQSBackend.is_message_valid_based_on_retention_period = _retained  # type: ignore[method-assign]
     # moto imports `parse` from this module at each call: the cached one is what it finds.
     jsonpath_ng.ext.parse = functools.lru_cache(maxsize=512)(jsonpath_ng.ext.parse)
 
@@ -265,6 +266,7 @@ def install() -> None:
         events_models.Replay.replay_events = _replay_events  # type: ignore[method-assign]
         common_models.BaseModel.__new__ = staticmethod(_new_model)  # type: ignore[method-assign]
         _remember_backends()
+        sqs_models.SQSBackend.is_message_valid_based_on_retention_period = _retained  # type: ignore[method-assign]
         _journaled_transactions()
         _partition_queries()
         _installed = True
