@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from drcore import tags as T
 from drcore.registry import CustomerEntry
@@ -195,6 +195,22 @@ class Job:
             "environment": self.environment,
             "operation": self.operation,
         }
+
+
+TwinT = TypeVar("TwinT")
+
+
+def only_twin(job: Job, twins: list[TwinT], kind: str, code: str) -> TwinT | Outcome:
+    """With the source region down, the one DR twin of the job's resource (found by `Name`
+    inside its customer + environment), or a retryable failure naming how many there are."""
+    if len(twins) == 1:
+        return twins[0]
+    return failed(
+        code,
+        f"{job.ref.region} does not answer and {len(twins)} {kind} named {job.ref.name!r} of "
+        f"{job.customer}/{job.environment} are in {job.ref.dr_region} (need exactly one)",
+        retryable=True,
+    )
 
 
 class ManagedRecovery:
@@ -807,20 +823,19 @@ class LoadBalancerFlow:
                 raise
             # Primary region down: the DR twin by Name, inside the same customer + environment.
             details["source_region_down"] = "true"
-            twins = [
-                lb
-                for lb in self.dr.load_balancers_named(self.ref.name)
-                if self._scope(lb, self.ref.dr_region) is None
-            ]
-            if len(twins) != 1:
-                return failed(
-                    LB_DR_NOT_FOUND,
-                    f"{self.ref.region} does not answer and {len(twins)} load balancers named "
-                    f"{self.ref.name!r} of {self.job.customer}/{self.job.environment} are in "
-                    f"{self.ref.dr_region} (need exactly one)",
-                    retryable=True,
-                )
-            dr_lb, tags = twins[0], twins[0].tags
+            twin = only_twin(
+                self.job,
+                [
+                    lb
+                    for lb in self.dr.load_balancers_named(self.ref.name)
+                    if self._scope(lb, self.ref.dr_region) is None
+                ],
+                "load balancers",
+                LB_DR_NOT_FOUND,
+            )
+            if isinstance(twin, Outcome):
+                return twin
+            dr_lb, tags = twin, twin.tags
         if dr_lb is None:
             return failed(LB_DR_NOT_FOUND, f"DR load balancer not found in {self.ref.dr_region}")
         if stop := self._scope(dr_lb, self.ref.dr_region):
@@ -997,20 +1012,19 @@ class CacheFlow:
             if not error.unreachable or self.job.operation == OperationType.FAILBACK:
                 raise
             details["source_region_down"] = "true"
-            twins = [
-                g
-                for g in self.dr.replication_groups_named(self.ref.name)
-                if self._scope(g, self.ref.dr_region) is None
-            ]
-            if len(twins) != 1:
-                return failed(
-                    CACHE_DR_NOT_FOUND,
-                    f"{self.ref.region} does not answer and {len(twins)} replication groups "
-                    f"named {self.ref.name!r} of {self.job.customer}/{self.job.environment} are "
-                    f"in {self.ref.dr_region} (need exactly one)",
-                    retryable=True,
-                )
-            dr_group, tags = twins[0], twins[0].tags
+            twin = only_twin(
+                self.job,
+                [
+                    g
+                    for g in self.dr.replication_groups_named(self.ref.name)
+                    if self._scope(g, self.ref.dr_region) is None
+                ],
+                "replication groups",
+                CACHE_DR_NOT_FOUND,
+            )
+            if isinstance(twin, Outcome):
+                return twin
+            dr_group, tags = twin, twin.tags
             if dr_group.global_group_id:
                 return GlobalCacheFlow(self.owner, self.job, self.dr).run(None, dr_group)
         if dr_group is None:
@@ -1132,20 +1146,19 @@ class OntapFlow:
             if not error.unreachable or self.job.operation == OperationType.FAILBACK:
                 raise
             details["source_region_down"] = "true"
-            twins = [
-                f
-                for f in self.dr.fsx_file_systems()
-                if f.tags.get(T.NAME) == self.ref.name and self._scope(f) is None
-            ]
-            if len(twins) != 1:
-                return {}, failed(
-                    FSX_DR_NOT_FOUND,
-                    f"{self.ref.region} does not answer and {len(twins)} FSx file systems named "
-                    f"{self.ref.name!r} of {self.job.customer}/{self.job.environment} are in "
-                    f"{self.ref.dr_region} (need exactly one)",
-                    retryable=True,
-                )
-            return {**twins[0].tags, C.DR_FILE_SYSTEM: twins[0].file_system_id}, None
+            twin = only_twin(
+                self.job,
+                [
+                    f
+                    for f in self.dr.fsx_file_systems()
+                    if f.tags.get(T.NAME) == self.ref.name and self._scope(f) is None
+                ],
+                "FSx file systems",
+                FSX_DR_NOT_FOUND,
+            )
+            if isinstance(twin, Outcome):
+                return {}, twin
+            return {**twin.tags, C.DR_FILE_SYSTEM: twin.file_system_id}, None
         if source is None:
             return {}, failed(
                 FSX_NOT_FOUND, f"FSx file system {fs_id} not found in {self.ref.region}"

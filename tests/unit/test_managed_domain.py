@@ -22,7 +22,7 @@ from events.schemas import (
 )
 from events.schemas.models import DnsRecordUpdated, ResourceCheckRequested
 from services.managed import config as C
-from services.managed.domain import ManagedRecovery, lb_name, resource_type
+from services.managed.domain import Job, ManagedRecovery, Outcome, lb_name, only_twin, resource_type
 from services.managed.ports import (
     AwsError,
     CacheGroup,
@@ -812,3 +812,27 @@ def test_given_a_global_datastore_drill_or_not_available_then_nothing_fails_over
     assert isinstance(drill, ResourceRecovered) and world.calls == []
     assert isinstance(refused, ResourceRecoveryFailed)
     assert refused.error_code == "CACHE_GLOBAL_NOT_AVAILABLE" and busy.calls == []
+
+
+@pytest.mark.parametrize("count", [0, 1, 2])
+def test_given_the_source_region_down_then_exactly_one_dr_twin_is_taken(count: int) -> None:
+    job = Job(
+        operation_id="op-unit-000009",
+        customer="acme",
+        environment="production",
+        operation=OperationType.FAILOVER,
+        wave=1,
+        attempt=1,
+        ref=ref("app-lb", LB),
+    )
+    twins = [f"twin-{n}" for n in range(count)]
+    chosen = only_twin(job, twins, "load balancers", "LB_DR_NOT_FOUND")
+    if count == 1:
+        assert chosen == "twin-0"
+        return
+    assert isinstance(chosen, Outcome) and not chosen.ok and chosen.retryable
+    assert chosen.code == "LB_DR_NOT_FOUND"
+    assert chosen.message == (
+        f"{P} does not answer and {count} load balancers named 'app-lb' of acme/production "
+        f"are in {D} (need exactly one)"
+    )
